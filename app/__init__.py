@@ -1,0 +1,1 @@
+"""The Gradio app. Holds no tensor math: it calls analysis/ and dde/."""
