@@ -43,3 +43,20 @@ def atomic_write_json(obj: Any, target: str | Path) -> Path:
 def atomic_save_safetensors(tensors: dict[str, torch.Tensor], target: str | Path,
                             metadata: dict[str, str] | None = None) -> Path:
     return _atomic(target, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+
+
+def optimizer_state_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    """Split an optimizer's state into tensors (for safetensors) and JSON-able param groups."""
+    state = optimizer.state_dict()
+    tensors = {f"{i}/{k}": torch.as_tensor(v).detach().contiguous().cpu()
+               for i, per_param in state["state"].items() for k, v in per_param.items()}
+    return tensors, {"param_groups": state["param_groups"]}
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, tensors: dict[str, torch.Tensor], groups: dict) -> None:
+    """Inverse of :func:`optimizer_state_tensors`."""
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        index, name = key.split("/", 1)
+        per_param.setdefault(int(index), {})[name] = value
+    optimizer.load_state_dict({"state": per_param, "param_groups": groups["param_groups"]})

@@ -24,7 +24,13 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from dde import ddim
-from dde.io import atomic_save_safetensors, atomic_write_json, atomic_write_text
+from dde.io import (
+    atomic_save_safetensors,
+    atomic_write_json,
+    atomic_write_text,
+    load_optimizer_state,
+    optimizer_state_tensors,
+)
 from dde.losses import per_sample_error
 from dde.schedule import NoiseSchedule
 from dde.toy import model as toy_model
@@ -50,11 +56,10 @@ def _ema_update(ema: torch.nn.Module, live: torch.nn.Module, decay: float) -> No
 def _save_checkpoint(work: Path, step: int, modules: dict, optimizer: torch.optim.Optimizer) -> None:
     tensors = {f"{name}/{k}": v.detach().contiguous().cpu() for name, m in modules.items()
                for k, v in m.state_dict().items()}
-    for i, state in optimizer.state_dict()["state"].items():
-        for k, v in state.items():
-            tensors[f"optim/{i}/{k}"] = torch.as_tensor(v).contiguous().cpu()
+    optim_tensors, groups = optimizer_state_tensors(optimizer)
+    tensors.update({f"optim/{k}": v for k, v in optim_tensors.items()})
     atomic_save_safetensors(tensors, work / "checkpoint.safetensors", metadata={"step": str(step)})
-    atomic_write_json({"step": step}, work / "checkpoint.json")
+    atomic_write_json({"step": step, **groups}, work / "checkpoint.json")
 
 
 def _load_checkpoint(work: Path, modules: dict, optimizer: torch.optim.Optimizer) -> int:
@@ -64,13 +69,9 @@ def _load_checkpoint(work: Path, modules: dict, optimizer: torch.optim.Optimizer
     tensors = load_file(file)
     for name, m in modules.items():
         m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")})
-    state = optimizer.state_dict()
-    for key, v in tensors.items():
-        if key.startswith("optim/"):
-            _, i, k = key.split("/")
-            state["state"].setdefault(int(i), {})[k] = v
-    optimizer.load_state_dict(state)
-    return int(json.loads((work / "checkpoint.json").read_text())["step"])
+    meta = json.loads((work / "checkpoint.json").read_text())
+    load_optimizer_state(optimizer, {k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}, meta)
+    return int(meta["step"])
 
 
 def main(argv: list[str] | None = None) -> Path:

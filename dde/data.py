@@ -1,0 +1,132 @@
+"""Preference pairs in the Pick-a-Pic v2 column schema: caption, jpg_0, jpg_1, label_0, label_1.
+
+Reading and validating pair files, decoding images, and :class:`PairData`: training batches with a
+seeded train/validation split and a data order that is a pure function of (seed, position), so a
+resumed run sees exactly the same batches.
+
+One loader serves the toy pairs shipped in assets/ and a local copy of Pick-a-Pic (parquet files
+or a folder of them). Images are encoded bytes (PNG or JPEG); label_0 = 1 means image 0 won,
+0.5/0.5 is a tie. Batches are laid out ``[winners; losers]``.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from PIL import Image, UnidentifiedImageError
+
+REQUIRED_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
+
+
+def read_pairs(path: str | Path, *, drop_ties: bool = True) -> pd.DataFrame:
+    """Read a parquet file (or every ``*.parquet`` in a folder); validate columns; drop ties.
+
+    Raises ValueError naming the file and the missing columns.
+    """
+    path = Path(path)
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    if not files or not files[0].exists():
+        raise ValueError(f"no preference pairs at {path} (expected a .parquet file or a folder of them)")
+    frames = []
+    for file in files:
+        try:
+            frame = pd.read_parquet(file)
+        except Exception as err:  # pyarrow raises several types for non-parquet input
+            raise ValueError(f"{file} is not a readable parquet file ({err})") from err
+        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+        if missing:
+            raise ValueError(f"{file} lacks the column(s) {missing}; the Pick-a-Pic schema needs "
+                             f"{list(REQUIRED_COLUMNS)}")
+        frames.append(frame)
+    frame = pd.concat(frames, ignore_index=True)
+    if drop_ties:
+        frame = frame[frame.label_0 != frame.label_1].reset_index(drop=True)
+    return frame
+
+
+def decode_image(data: bytes, *, size: int | None = None, where: str = "image") -> np.ndarray:
+    """Encoded bytes -> uint8 ``[H, W, 3]`` (RGB), resized to ``size`` if given."""
+    try:
+        image = Image.open(io.BytesIO(data)).convert("RGB")
+    except (UnidentifiedImageError, OSError, TypeError) as err:
+        raise ValueError(f"{where} is not a readable image ({err})") from err
+    if size is not None and image.size != (size, size):
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    return np.asarray(image, dtype=np.uint8)
+
+
+def winner_loser(row: pd.Series, *, size: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Decode one pair as (winner, loser) images."""
+    first_wins = row["label_0"] > row["label_1"]
+    a = decode_image(row["jpg_0"], size=size, where=f"jpg_0 of pair {row.name}")
+    b = decode_image(row["jpg_1"], size=size, where=f"jpg_1 of pair {row.name}")
+    return (a, b) if first_wins else (b, a)
+
+
+@dataclass
+class PairBatch:
+    captions: list[str]  # [P]
+    images: torch.Tensor  # [2P, 3, H, W] in [-1, 1], laid out [winners; losers]
+
+
+class PairData:
+    """Decoded pairs (cached on first use) with a seeded split.
+
+    Args:
+        frame: rows in the Pick-a-Pic schema (ties already dropped).
+        size: image size fed to the model (decode resizes to it).
+        val_fraction: share of pairs held back for validation.
+        seed: fixes the split and the data order.
+        random_flip: flip a pair (both images) horizontally with probability 1/2.
+    """
+
+    def __init__(self, frame: pd.DataFrame, *, size: int, val_fraction: float = 0.05, seed: int = 0,
+                 random_flip: bool = False) -> None:
+        if len(frame) < 2:
+            raise ValueError(f"need at least 2 preference pairs, got {len(frame)}")
+        self.frame, self.size, self.seed, self.random_flip = frame.reset_index(drop=True), size, seed, random_flip
+        order = np.random.default_rng([seed, 7]).permutation(len(frame))
+        n_val = int(round(len(frame) * val_fraction))
+        n_val = min(n_val, len(frame) - 1)
+        self.val_index, self.train_index = order[:n_val], order[n_val:]
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def _pair(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        if i not in self._cache:
+            self._cache[i] = winner_loser(self.frame.iloc[i], size=self.size)
+        return self._cache[i]
+
+    def check_images(self, limit: int | None = None) -> None:
+        """Decode every (or the first ``limit``) training pair now: a bad image fails before training."""
+        for i in self.train_index[:limit]:
+            self._pair(int(i))
+
+    def train_indices(self, start: int, count: int) -> np.ndarray:
+        """Pairs ``start .. start+count`` of the infinite stream of epochs (each epoch reshuffled
+        by (seed, epoch))."""
+        n = len(self.train_index)
+        positions = np.arange(start, start + count)
+        out = np.empty(count, dtype=np.int64)
+        for epoch in np.unique(positions // n):
+            perm = np.random.default_rng([self.seed, int(epoch)]).permutation(n)
+            sel = positions // n == epoch
+            out[sel] = self.train_index[perm[positions[sel] % n]]
+        return out
+
+    def batch(self, indices: np.ndarray, flip_seed: int | None = None) -> PairBatch:
+        winners, losers, captions = [], [], []
+        flips = np.random.default_rng(flip_seed).random(len(indices)) < 0.5 if self.random_flip else None
+        for k, i in enumerate(indices):
+            w, l = self._pair(int(i))  # noqa: E741
+            if flips is not None and flips[k]:
+                w, l = w[:, ::-1], l[:, ::-1]  # noqa: E741
+            winners.append(w)
+            losers.append(l)
+            captions.append(str(self.frame.caption.iloc[int(i)]))
+        images = np.stack(winners + losers).astype(np.float32) / 127.5 - 1.0
+        return PairBatch(captions, torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))

@@ -1,0 +1,64 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from dde.data import decode_image, read_pairs, winner_loser
+from dde.toy import model as toy_model
+from dde.toy.pairs import bradley_terry_labels, generate_pairs, training_prompts, write_parquet
+from dde.toy.text import text_encoder_config
+
+
+@pytest.fixture(scope="module")
+def tiny_backend(tmp_path_factory):
+    from dde.backends.toy import ToyBackend
+
+    torch.manual_seed(0)
+    unet, text_encoder = toy_model.build(toy_model.unet_config(width=16), text_encoder_config())
+    return ToyBackend.load(toy_model.save_model_dir(tmp_path_factory.mktemp("toy"), unet, text_encoder))
+
+
+def test_bradley_terry_draw_matches_its_probability():
+    rng = np.random.default_rng(0)
+    s0, s1 = np.full(20000, 0.6), np.full(20000, 0.5)
+    labels = bradley_terry_labels(s0, s1, 0.05, rng)
+    assert labels.mean() == pytest.approx(1 / (1 + np.exp(-2)), abs=0.01)
+    with pytest.raises(ValueError, match="temperature must be positive"):
+        bradley_terry_labels(s0, s1, 0.0, rng)
+
+
+def test_training_prompts_cycle_the_training_scenes():
+    prompts = training_prompts(1200)
+    assert len(prompts) == 1200 and len(set(prompts[:551])) == 551
+
+
+def test_generated_pairs_follow_the_pick_a_pic_schema(tiny_backend, tmp_path):
+    frame, stats = generate_pairs(tiny_backend, training_prompts(6), steps=2, batch=4, progress=False,
+                                  tie_margin=0.0)
+    assert stats["generated"] == 6 and len(frame) == 6
+    assert set(frame.label_0 + frame.label_1) == {1.0}
+    assert (frame.seed_0 != frame.seed_1).all()
+    path = write_parquet(frame, tmp_path / "pairs.parquet", {"command": "test"})
+    back = read_pairs(path)
+    assert list(back.columns[:5]) == ["caption", "jpg_0", "jpg_1", "score_0", "score_1"]
+    win, lose = winner_loser(back.iloc[0])
+    assert win.shape == lose.shape == (32, 32, 3)
+    assert decode_image(back.jpg_0[0]).dtype == np.uint8
+
+
+def test_read_pairs_errors_and_ties(tmp_path):
+    pd.DataFrame({"caption": ["x"], "jpg_0": [b""]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match=r"lacks the column\(s\) \['jpg_1', 'label_0', 'label_1'\]"):
+        read_pairs(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="no preference pairs"):
+        read_pairs(tmp_path / "none.parquet")
+    (tmp_path / "junk.parquet").write_text("hello")
+    with pytest.raises(ValueError, match="not a readable parquet file"):
+        read_pairs(tmp_path / "junk.parquet")
+    tie = pd.DataFrame({"caption": ["a", "b"], "jpg_0": [b"", b""], "jpg_1": [b"", b""],
+                        "label_0": [0.5, 1.0], "label_1": [0.5, 0.0]})
+    tie.to_parquet(tmp_path / "ties.parquet")
+    assert len(read_pairs(tmp_path / "ties.parquet")) == 1
+    assert len(read_pairs(tmp_path / "ties.parquet", drop_ties=False)) == 2
+    with pytest.raises(ValueError, match="jpg_0 of pair 1 is not a readable image"):
+        winner_loser(read_pairs(tmp_path / "ties.parquet", drop_ties=False).iloc[1])
