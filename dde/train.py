@@ -163,10 +163,17 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
     except (Cancelled, KeyboardInterrupt):
         status = "cancelled"
     _checkpoint(run, done, backend, optimizer, state, accelerator, data, cfg)
+    report = {"status": status, "step": done, "steps": cfg.steps}
+    if accelerator.num_processes > 1:
+        # every process holds a replica; they must agree to the last bit of the trainable weights
+        flat = torch.cat([p.detach().float().flatten() for p in params]).to(accelerator.device)
+        gathered = accelerator.gather(flat[None])
+        report.update(processes=accelerator.num_processes,
+                      replica_max_abs_diff=float((gathered - gathered[:1]).abs().max()))
     if accelerator.is_main_process:
         if status == "finished":
             _finalise(run, backend, state, cfg)
-        atomic_write_json({"status": status, "step": done, "steps": cfg.steps}, run / "status.json")
+        atomic_write_json(report, run / "status.json")
     accelerator.wait_for_everyone()
     return run
 

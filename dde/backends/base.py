@@ -54,6 +54,7 @@ class Backend:
 
     def __init__(self) -> None:
         self._frozen_reference: torch.nn.Module | None = None
+        self.policy_module: torch.nn.Module | None = None
         self._use_reference = False
         self.lora_config: dict | None = None
 
@@ -89,9 +90,10 @@ class Backend:
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """``[B, C, h, w]`` noisy latents at timesteps ``t`` ``[B]`` -> predicted noise, same shape.
         Uses the reference model inside :meth:`reference`, else the policy."""
-        unet = self.unet
-        if self._use_reference and self._frozen_reference is not None:
-            unet = self._frozen_reference
+        if self._use_reference:
+            unet = self._frozen_reference if self._frozen_reference is not None else self.unet
+        else:  # the trainer may wrap the UNet (DDP, autocast); the wrapper syncs gradients
+            unet = self.policy_module if self.policy_module is not None else self.unet
         return self._unet_forward(unet, x_t.to(self.device, self.dtype), t.to(self.device), cond)
 
     @contextlib.contextmanager
