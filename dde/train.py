@@ -25,7 +25,9 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -110,19 +112,27 @@ class CreditState:
 
 
 # ----- the loop ---------------------------------------------------------------------------------
-def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
-          cancel: threading.Event | None = None, progress: bool = True) -> Path:
-    """Train (or resume) the run in ``cfg.output_dir``; returns the run directory.
+@dataclass
+class Session:
+    """Everything a training step needs, built once by :func:`setup`."""
 
-    ``on_step(metrics)`` is called after every logged step (it may raise :class:`Cancelled`);
-    ``cancel`` is checked between steps. Either way the run checkpoints before returning.
-    """
+    cfg: TrainConfig
+    accelerator: Any
+    backend: Any
+    optimizer: torch.optim.Optimizer
+    params: list
+    data: PairData
+    schedule: Any
+    state: CreditState | None = None
+
+
+def setup(cfg: TrainConfig, *, start: int = 0, run: Path | None = None) -> Session:
+    """Load the backend, attach LoRA (or prepare a full fine-tune), build the optimizer and the data,
+    and initialise the calibration table (from the checkpoint at ``start`` when resuming)."""
     from accelerate import Accelerator
 
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               cpu=(cfg.device or "").startswith("cpu") or not torch.cuda.is_available())
-    run = Path(cfg.output_dir)
-    start = _prepare_run_dir(cfg, run, accelerator.is_main_process)
     torch.manual_seed(cfg.seed)
     backend = _load_backend(cfg)
     if cfg.gradient_checkpointing:
@@ -133,86 +143,111 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
         params = backend.prepare_full_finetune()
     optimizer = _optimizer(cfg, params)
     backend.policy_module, optimizer = accelerator.prepare(backend.unet, optimizer)
-    schedule = backend.schedule
-    data = _load_data(cfg, backend)
+    session = Session(cfg, accelerator, backend, optimizer, params, _load_data(cfg, backend), backend.schedule)
     if start > 0:
-        table = _load_checkpoint(run, start, backend, optimizer, cfg)
+        table = _load_checkpoint(run, start, session)
     elif credit.REGISTRY[cfg.variant].calibrated:
-        table = _calibrate(cfg, backend, data, schedule, accelerator)
+        table = _calibrate(session)
     else:
         table = None
-    state = CreditState(cfg, schedule, table)
+    session.state = CreditState(cfg, session.schedule, table)
+    return session
 
+
+def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
+          cancel: threading.Event | None = None, progress: bool = True) -> Path:
+    """Train (or resume) the run in ``cfg.output_dir``; returns the run directory.
+
+    ``on_step(metrics)`` is called after every logged step (it may raise :class:`Cancelled`);
+    ``cancel`` is checked between steps. Either way the run checkpoints before returning.
+    """
+    run = Path(cfg.output_dir)
+    start = _prepare_run_dir(cfg, run, _is_main_process())
+    session = setup(cfg, start=start, run=run)
+    main = session.accelerator.is_main_process
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.variant}",
-               disable=not (progress and accelerator.is_main_process), dynamic_ncols=True)
+               disable=not (progress and main), dynamic_ncols=True)
     status, t0, done = "finished", time.time(), start
     try:
         for step in bar:
             if cancel is not None and cancel.is_set():
                 raise Cancelled
-            metrics = _train_step(cfg, step, backend, optimizer, data, state, schedule, accelerator, params)
+            metrics = train_step(session, step)
             done = step + 1
             metrics["seconds"] = round(time.time() - t0, 3)
-            if accelerator.is_main_process:
-                _log(run, cfg, done, metrics, state)
+            if main:
+                _log(run, cfg, done, metrics, session.state)
                 bar.set_postfix(loss=f"{metrics['loss']:.4f}", acc=f"{metrics['implicit_acc']:.2f}")
             if done % cfg.checkpoint_every == 0 and done < cfg.steps:
-                _checkpoint(run, done, backend, optimizer, state, accelerator, data, cfg)
-            if on_step is not None and accelerator.is_main_process:
+                _checkpoint(run, done, session)
+            if on_step is not None and main:
                 on_step({"step": done, "steps": cfg.steps, **metrics})
     except (Cancelled, KeyboardInterrupt):
         status = "cancelled"
-    _checkpoint(run, done, backend, optimizer, state, accelerator, data, cfg)
-    report = {"status": status, "step": done, "steps": cfg.steps}
-    if accelerator.num_processes > 1:
-        # every process holds a replica; they must agree to the last bit of the trainable weights
-        flat = torch.cat([p.detach().float().flatten() for p in params]).to(accelerator.device)
-        gathered = accelerator.gather(flat[None])
-        report.update(processes=accelerator.num_processes,
-                      replica_max_abs_diff=float((gathered - gathered[:1]).abs().max()))
-    if accelerator.is_main_process:
+    _checkpoint(run, done, session)
+    report = {"status": status, "step": done, "steps": cfg.steps, **_replica_check(session)}
+    if main:
         if status == "finished":
-            _finalise(run, backend, state, cfg)
+            _finalise(run, session)
         atomic_write_json(report, run / "status.json")
-    accelerator.wait_for_everyone()
+    session.accelerator.wait_for_everyone()
     return run
 
 
-def _train_step(cfg, step, backend, optimizer, data, state, schedule, accelerator, params) -> dict:
+def _is_main_process() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
+
+
+def _replica_check(session: Session) -> dict:
+    """With several processes, every one holds a replica: they must agree to the last bit."""
+    acc = session.accelerator
+    if acc.num_processes == 1:
+        return {}
+    flat = torch.cat([p.detach().float().flatten() for p in session.params]).to(acc.device)
+    gathered = acc.gather(flat[None])
+    return {"processes": acc.num_processes, "replica_max_abs_diff": float((gathered - gathered[:1]).abs().max())}
+
+
+def train_step(session: Session, step: int) -> dict:
+    """One optimizer step (``grad_accum`` micro-batches); returns its metrics."""
+    cfg, acc, backend, optimizer = session.cfg, session.accelerator, session.backend, session.optimizer
     lr = cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
     rows, finite = [], True
-    P, rank, world = cfg.batch_pairs, accelerator.process_index, accelerator.num_processes  # noqa: N806
+    P, rank, world = cfg.batch_pairs, acc.process_index, acc.num_processes  # noqa: N806
     for micro in range(cfg.grad_accum):
         start = ((step * cfg.grad_accum + micro) * world + rank) * P
-        batch = data.batch(data.train_indices(start, P), flip_seed=start)
+        batch = session.data.batch(session.data.train_indices(start, P), flip_seed=start)
         gen = _step_generator(cfg, step, micro, rank)
-        sync = contextlib.nullcontext() if micro == cfg.grad_accum - 1 else accelerator.no_sync(backend.policy_module)
+        sync = contextlib.nullcontext() if micro == cfg.grad_accum - 1 else acc.no_sync(backend.policy_module)
         with sync:
-            row = _micro_step(cfg, backend, batch, gen, state, schedule, accelerator)
+            row = _micro_step(session, batch, gen)
         finite &= row.pop("finite")
         rows.append(row)
-    grad_norm = _clip(params, cfg.max_grad_norm)
-    finite_all = bool(accelerator.gather(torch.tensor([float(finite and math.isfinite(grad_norm))],
-                                                      device=accelerator.device)).min().item() > 0)
+    grad_norm = _clip(session.params, cfg.max_grad_norm)
+    ok = torch.tensor([float(finite and math.isfinite(grad_norm))], device=acc.device)
+    finite_all = bool(acc.gather(ok).min().item() > 0)
     if finite_all:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     # calibration from the reference errors of every process (identical tables everywhere)
-    t_all = accelerator.gather(torch.cat([r.pop("t") for r in rows]).to(accelerator.device)).cpu()
-    e_all = accelerator.gather(torch.cat([r.pop("e_ref") for r in rows]).to(accelerator.device)).cpu()
+    t_all = acc.gather(torch.cat([r.pop("t") for r in rows]).to(acc.device)).cpu()
+    e_all = acc.gather(torch.cat([r.pop("e_ref") for r in rows]).to(acc.device)).cpu()
     credit_rows = [(r.pop("t_pairs"), r.pop("credit")) for r in rows]
     if finite_all and torch.isfinite(e_all).all():
-        state.observe(t_all, e_all)
+        session.state.observe(t_all, e_all)
     metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     metrics.update(grad_norm=grad_norm, lr=lr, skipped=not finite_all)
     metrics["_credit"] = credit_rows
     return metrics
 
 
-def _micro_step(cfg, backend, batch, gen, state, schedule, accelerator) -> dict:
+def _micro_step(session: Session, batch, gen: torch.Generator) -> dict:
+    cfg, backend, state, schedule = session.cfg, session.backend, session.state, session.schedule
     P = len(batch.captions)  # noqa: N806
     x0 = backend.images_to_latents(batch.images)
     draw = state.sampler.sample(P, gen)
@@ -236,7 +271,7 @@ def _micro_step(cfg, backend, batch, gen, state, schedule, accelerator) -> dict:
         _, diag = preference_loss(e_tw.detach(), e_tl.detach(), e_rw, e_rl, beta=cfg.beta, weights=w)
     else:  # keep processes in step: a zero-valued backward, then the step is skipped
         loss, diag = pred.sum() * 0.0, None
-    accelerator.backward(loss / cfg.grad_accum)
+    session.accelerator.backward(loss / cfg.grad_accum)
     row = {"loss": loss.item() if finite else float("nan"), "finite": finite, "t": t.cpu(),
            "e_ref": e_ref.detach().cpu(), "t_pairs": draw.t.cpu(),
            "credit": diag["credit"].cpu() if diag else torch.full((P,), float("nan"))}
@@ -265,8 +300,10 @@ def _load_data(cfg: TrainConfig, backend) -> PairData:
 
 
 @torch.no_grad()
-def _calibrate(cfg, backend, data: PairData, schedule, accelerator) -> credit.CalibrationTable:
+def _calibrate(session: Session) -> credit.CalibrationTable:
     """Initial table: ``calibration_batches`` batches, t stratified over all bins, reference only."""
+    cfg, backend, data, schedule, accelerator = (session.cfg, session.backend, session.data, session.schedule,
+                                                 session.accelerator)
     table = credit.CalibrationTable(schedule.T, cfg.calibration_bins, decay=cfg.calibration_decay)
     if cfg.calibration_batches == 0:
         return credit.CalibrationTable.gaussian_ideal(schedule, cfg.calibration_bins, decay=cfg.calibration_decay)
@@ -306,9 +343,10 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path, main: bool) -> int:
             _truncate_logs(run, step)
             save_config(cfg, run / "config.yaml")
         return step
-    if run.exists() and any(run.iterdir()) and (run / "config.yaml").exists() and main:
-        shutil.rmtree(run)  # a run that never reached its first checkpoint: start over
-    if main:
+    if main:  # a run that never reached its first checkpoint starts over; other files are left alone
+        for name in (*LOG_FILES, "status.json"):
+            (run / name).unlink(missing_ok=True)
+        shutil.rmtree(run / "final", ignore_errors=True)
         run.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
     return 0
@@ -356,7 +394,9 @@ def _weights_tensors(backend, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in backend.unet.state_dict().items()}
 
 
-def _checkpoint(run, step, backend, optimizer, state, accelerator, data, cfg) -> None:
+def _checkpoint(run: Path, step: int, session: Session) -> None:
+    cfg, backend, optimizer, state, accelerator = (session.cfg, session.backend, session.optimizer, session.state,
+                                                   session.accelerator)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
@@ -372,7 +412,7 @@ def _checkpoint(run, step, backend, optimizer, state, accelerator, data, cfg) ->
     for old in sorted((run / "checkpoints").glob("step-*"))[:-2]:
         shutil.rmtree(old, ignore_errors=True)
     if step > 0:
-        val = _validate(backend, data, cfg, state)
+        val = _validate(session)
         if val:
             _append(run / "val.jsonl", {"step": step, **val})
 
@@ -385,7 +425,8 @@ def _save_weights(backend, cfg: TrainConfig, folder: Path) -> None:
         atomic_save_safetensors(_weights_tensors(backend, cfg), folder / "unet.safetensors", metadata=meta)
 
 
-def _load_checkpoint(run: Path, step: int, backend, optimizer, cfg) -> credit.CalibrationTable | None:
+def _load_checkpoint(run: Path, step: int, session: Session) -> credit.CalibrationTable | None:
+    cfg, backend, optimizer = session.cfg, session.backend, session.optimizer
     folder = run / "checkpoints" / f"step-{step:07d}"
     try:
         if cfg.lora_rank > 0:
@@ -405,8 +446,9 @@ def _load_checkpoint(run: Path, step: int, backend, optimizer, cfg) -> credit.Ca
 
 
 @torch.no_grad()
-def _validate(backend, data: PairData, cfg: TrainConfig, state: CreditState) -> dict | None:
+def _validate(session: Session) -> dict | None:
     """Implicit accuracy and loss on held-back pairs, with fixed t and noise."""
+    backend, data, cfg, state = session.backend, session.data, session.cfg, session.state
     if len(data.val_index) == 0:
         return None
     idx = data.val_index[: max(cfg.batch_pairs, 32)]
@@ -432,7 +474,8 @@ def _validate(backend, data: PairData, cfg: TrainConfig, state: CreditState) -> 
             "val_reward_margin": float(diag["reward_margin"])}
 
 
-def _finalise(run: Path, backend, state: CreditState, cfg: TrainConfig) -> None:
+def _finalise(run: Path, session: Session) -> None:
+    backend, state, cfg = session.backend, session.state, session.cfg
     folder = run / "final"
     folder.mkdir(exist_ok=True)
     _save_weights(backend, cfg, folder)
