@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import rendered_pairs, tiny_toy_model
+from dde.testing import rendered_pairs, tiny_toy_model
 
 
 def _free_port() -> int:

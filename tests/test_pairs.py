@@ -1,21 +1,17 @@
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from dde.data import decode_image, read_pairs, winner_loser
-from dde.toy import model as toy_model
+from dde.testing import tiny_toy_model
 from dde.toy.pairs import bradley_terry_labels, generate_pairs, training_prompts, write_parquet
-from dde.toy.text import text_encoder_config
 
 
 @pytest.fixture(scope="module")
 def tiny_backend(tmp_path_factory):
     from dde.backends.toy import ToyBackend
 
-    torch.manual_seed(0)
-    unet, text_encoder = toy_model.build(toy_model.unet_config(width=16), text_encoder_config())
-    return ToyBackend.load(toy_model.save_model_dir(tmp_path_factory.mktemp("toy"), unet, text_encoder))
+    return ToyBackend.load(tiny_toy_model(tmp_path_factory.mktemp("toy")))
 
 
 def test_bradley_terry_draw_matches_its_probability():

@@ -1,47 +1,17 @@
 """The SD1.5 backend on a tiny randomly initialised pipeline, saved with save_pretrained and loaded
 back through the same code path users take (local directory, nothing fetched)."""
 
-import string
-
 import pytest
 import torch
 
 from dde.backends import load_backend
 from dde.backends.sd import SDBackend
+from dde.testing import tiny_sd_pipeline
 
 
 @pytest.fixture(scope="module")
 def tiny_sd_dir(tmp_path_factory):
-    from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
-
-    torch.manual_seed(0)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for ch in string.ascii_lowercase:
-            vocab[ch + suffix] = len(vocab)
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
-                                                num_hidden_layers=2, num_attention_heads=4,
-                                                max_position_embeddings=16, eos_token_id=1, bos_token_id=0,
-                                                pad_token_id=1))
-    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
-                                block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
-                                attention_head_dim=8, norm_num_groups=32)
-    vae = AutoencoderKL(block_out_channels=(32, 64), in_channels=3, out_channels=3,
-                        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
-                        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), latent_channels=4,
-                        norm_num_groups=32, sample_size=16)
-    # SD1.5 ships a PNDM scheduler config; the backend reads its betas and samples with DDIM
-    scheduler = PNDMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", skip_prk_steps=True,
-                              set_alpha_to_one=False, steps_offset=1)
-    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
-    path = tmp_path_factory.mktemp("tiny-sd")
-    pipe.save_pretrained(path)
-    return path
+    return tiny_sd_pipeline(tmp_path_factory.mktemp("tiny-sd"))
 
 
 @pytest.fixture()

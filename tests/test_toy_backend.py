@@ -7,15 +7,13 @@ import pytest
 import torch
 
 from dde.backends import load_backend
-from dde.toy import model as toy_model
-from dde.toy.text import ToyTokenizer, text_encoder_config
+from dde.testing import tiny_toy_model
+from dde.toy.text import ToyTokenizer
 
 
 @pytest.fixture(scope="module")
 def toy_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    unet, text_encoder = toy_model.build(toy_model.unet_config(width=16), text_encoder_config(hidden=64))
-    return toy_model.save_model_dir(tmp_path_factory.mktemp("toy"), unet, text_encoder)
+    return tiny_toy_model(tmp_path_factory.mktemp("toy"))
 
 
 @pytest.fixture()

@@ -9,8 +9,8 @@ import yaml
 
 from dde import credit
 from dde.config import TrainConfig, field_help, from_dict, load_config, save_config
+from dde.testing import rendered_pairs, tiny_toy_model
 from dde.train import Cancelled, parse_overrides, train
-from tests.helpers import rendered_pairs, tiny_toy_model
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,7 @@ class SDBackend(Backend):
             scheduler_config = dict(DDPMScheduler.load_config(path, subfolder="scheduler", **kw))
             tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
             text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw)
-            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", **kw)
+            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=torch.float32, **kw)
             unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
         except (OSError, ValueError) as err:
             hint = " (offline: put the model in a local directory or the hub cache)" if local_files_only else ""

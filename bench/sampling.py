@@ -1,0 +1,41 @@
+"""Sampling latency of the toy model: 4 images, 25 DDIM steps, classifier-free guidance.
+
+    python -m bench.sampling [--model DIR] [--images 4] [--steps 25] [--repeats 5]
+
+Target (issue 3): under 2 s on 2 CPU cores for the shipped base model.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from bench.common import machine, median_seconds, verdict
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(prog="python -m bench.sampling", description=__doc__)
+    ap.add_argument("--model", default=None, help="toy model directory (default: the shipped base model)")
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=25)
+    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--target", type=float, default=2.0)
+    args = ap.parse_args(argv)
+    from dde.backends.toy import ToyBackend
+
+    backend = ToyBackend.load(args.model)
+    prompts = ["a big red circle on the left on a black background"] * args.images
+    median, times = median_seconds(lambda: backend.sample(prompts, seed=0, steps=args.steps, guidance=args.guidance),
+                                   args.repeats)
+    print(f"machine: {machine()}")
+    print(f"model: {backend.model_path}")
+    print(f"sample {args.images} images x {args.steps} steps, guidance {args.guidance}: median {median:.3f} s "
+          f"over {args.repeats} runs (min {min(times):.3f}, max {max(times):.3f})")
+    print(f"target: {verdict(median, args.target)}")
+    return {"median_s": median, "times": times, "threads": torch.get_num_threads()}
+
+
+if __name__ == "__main__":
+    main()
