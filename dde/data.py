@@ -12,6 +12,7 @@ or a folder of them). Images are encoded bytes (PNG or JPEG); label_0 = 1 means 
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,29 +25,64 @@ REQUIRED_COLUMNS = ("caption", "jpg_0", "jpg_1", "label_0", "label_1")
 
 
 def read_pairs(path: str | Path, *, drop_ties: bool = True) -> pd.DataFrame:
-    """Read a parquet file (or every ``*.parquet`` in a folder); validate columns; drop ties.
+    """Read preference pairs; validate columns; drop ties (label_0 == label_1).
 
-    Raises ValueError naming the file and the missing columns.
+    ``path`` is a parquet file, a folder of ``*.parquet`` files (a local Pick-a-Pic copy), a folder
+    with ``pairs.jsonl`` (see :func:`read_jsonl_folder`), or an ``hf://datasets/...`` parquet URL
+    (read through huggingface_hub where the hub is reachable). Raises ValueError naming the file
+    and what is wrong.
     """
+    if str(path).startswith("hf://"):
+        return _finish_pairs(_read_parquet(str(path)), str(path), drop_ties)
     path = Path(path)
+    if path.is_dir() and (path / "pairs.jsonl").is_file():
+        return _finish_pairs(read_jsonl_folder(path), str(path / "pairs.jsonl"), drop_ties)
     files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
     if not files or not files[0].exists():
-        raise ValueError(f"no preference pairs at {path} (expected a .parquet file or a folder of them)")
-    frames = []
-    for file in files:
-        try:
-            frame = pd.read_parquet(file)
-        except Exception as err:  # pyarrow raises several types for non-parquet input
-            raise ValueError(f"{file} is not a readable parquet file ({err})") from err
-        missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-        if missing:
-            raise ValueError(f"{file} lacks the column(s) {missing}; the Pick-a-Pic schema needs "
-                             f"{list(REQUIRED_COLUMNS)}")
-        frames.append(frame)
-    frame = pd.concat(frames, ignore_index=True)
+        raise ValueError(f"no preference pairs at {path} (expected a .parquet file, a folder of them, "
+                         "or a folder with pairs.jsonl)")
+    frames = [_finish_pairs(_read_parquet(file), str(file), drop_ties=False) for file in files]
+    return _finish_pairs(pd.concat(frames, ignore_index=True), str(path), drop_ties)
+
+
+def _read_parquet(file) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(file)
+    except Exception as err:  # pyarrow raises several types for non-parquet input
+        raise ValueError(f"{file} is not a readable parquet file ({err})") from err
+
+
+def _finish_pairs(frame: pd.DataFrame, where: str, drop_ties: bool) -> pd.DataFrame:
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{where} lacks the column(s) {missing}; the Pick-a-Pic schema needs {list(REQUIRED_COLUMNS)}")
     if drop_ties:
-        frame = frame[frame.label_0 != frame.label_1].reset_index(drop=True)
-    return frame
+        frame = frame[frame.label_0 != frame.label_1]
+    return frame.reset_index(drop=True)
+
+
+def read_jsonl_folder(folder: str | Path) -> pd.DataFrame:
+    """A local folder format: ``pairs.jsonl`` with one object per line,
+    ``{"caption": ..., "image_0": "a.png", "image_1": "b.jpg", "label_0": 1.0}`` (``label_1``
+    defaults to ``1 - label_0``), image paths relative to the folder and inside it."""
+    folder = Path(folder).resolve()
+    rows = []
+    for n, line in enumerate((folder / "pairs.jsonl").read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            record = {"caption": str(item["caption"]), "label_0": float(item["label_0"])}
+            record["label_1"] = float(item.get("label_1", 1.0 - record["label_0"]))
+            for k in (0, 1):
+                image = (folder / item[f"image_{k}"]).resolve()
+                if folder not in image.parents:
+                    raise ValueError(f"image_{k} points outside the folder")
+                record[f"jpg_{k}"] = image.read_bytes()
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError, OSError) as err:
+            raise ValueError(f"{folder / 'pairs.jsonl'} line {n}: {err!r}") from err
+        rows.append(record)
+    return pd.DataFrame(rows, columns=["caption", "jpg_0", "jpg_1", "label_0", "label_1"])
 
 
 def decode_image(data: bytes, *, size: int | None = None, where: str = "image") -> np.ndarray:

@@ -58,3 +58,27 @@ def test_read_pairs_errors_and_ties(tmp_path):
     assert len(read_pairs(tmp_path / "ties.parquet", drop_ties=False)) == 2
     with pytest.raises(ValueError, match="jpg_0 of pair 1 is not a readable image"):
         winner_loser(read_pairs(tmp_path / "ties.parquet", drop_ties=False).iloc[1])
+
+
+def test_jsonl_folder_format(tmp_path):
+    import json
+
+    from dde.toy.pairs import png_bytes
+
+    img = np.zeros((8, 8, 3), dtype=np.uint8)
+    (tmp_path / "a.png").write_bytes(png_bytes(img))
+    (tmp_path / "b.png").write_bytes(png_bytes(img + 255))
+    lines = [{"caption": "x", "image_0": "a.png", "image_1": "b.png", "label_0": 1.0},
+             {"caption": "tie", "image_0": "a.png", "image_1": "b.png", "label_0": 0.5}]
+    (tmp_path / "pairs.jsonl").write_text("\n".join(json.dumps(line) for line in lines))
+    frame = read_pairs(tmp_path)
+    assert len(frame) == 1 and frame.label_1[0] == 0.0
+    win, _ = winner_loser(frame.iloc[0])
+    assert win.max() == 0
+    (tmp_path / "pairs.jsonl").write_text(json.dumps({"caption": "x", "image_0": "../etc/passwd",
+                                                      "image_1": "b.png", "label_0": 1}))
+    with pytest.raises(ValueError, match="line 1: .*outside the folder"):
+        read_pairs(tmp_path)
+    (tmp_path / "pairs.jsonl").write_text(json.dumps({"caption": "x", "image_0": "a.png", "label_0": 1}))
+    with pytest.raises(ValueError, match="line 1: KeyError"):
+        read_pairs(tmp_path)
