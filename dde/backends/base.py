@@ -189,12 +189,12 @@ class Backend:
         return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(n)])
 
     @torch.no_grad()
-    def sample(self, prompts: list[str], *, seed: int = 0, steps: int = 25, guidance: float = 5.0,
-               eta: float = 0.0, negative_prompt: str = "", return_x0: bool = False,
+    def sample(self, prompts: list[str], *, seed: int = 0, seeds: list[int] | None = None, steps: int = 25,
+               guidance: float = 5.0, eta: float = 0.0, negative_prompt: str = "", return_x0: bool = False,
                initial_noise: torch.Tensor | None = None, callback=None) -> SampleOutput:
-        """DDIM with classifier-free guidance. ``prompts``: one per image. ``initial_noise``
-        overrides the seeded noise (``[B, C, h, w]``). ``callback(i, steps)`` after each step
-        (progress bars); it may raise to cancel."""
+        """DDIM with classifier-free guidance. ``prompts``: one per image; image i starts from the
+        noise of ``seeds[i]`` if given, else of ``seed + i``; ``initial_noise`` (``[B, C, h, w]``)
+        overrides both. ``callback(i, steps)`` after each step (progress bars); it may raise to cancel."""
         if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
             raise ValueError(f"steps must lie in [1, {MAX_SAMPLING_STEPS}], got {steps}")
         if not 0.0 <= float(guidance) <= 50.0:
@@ -204,7 +204,11 @@ class Backend:
         scheduler.set_timesteps(int(steps))
         cond = self.encode_prompts(prompts)
         uncond = self.encode_prompts([negative_prompt] * len(prompts)) if guidance != 1.0 else None
-        if initial_noise is None:
+        if initial_noise is None and seeds is not None:
+            if len(seeds) != len(prompts):
+                raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+            initial_noise = torch.cat([self.initial_noise(1, int(s)) for s in seeds])
+        elif initial_noise is None:
             initial_noise = self.initial_noise(len(prompts), seed)
         if initial_noise.shape != (len(prompts), *self.latent_shape()):
             raise ValueError(f"initial noise has shape {tuple(initial_noise.shape)}, expected "

@@ -1,11 +1,27 @@
-"""Judge a backend on a set of scenes: per-attribute accuracy and mean judge score."""
+"""Sample prompts from explicit seeds and judge every image; summaries for model cards."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+
 import numpy as np
 
-from dde.toy.judge import ATTRIBUTES, judge
+from dde.toy.judge import ATTRIBUTES, Judgement, judge
 from dde.toy.world import Scene, from_model
+
+
+def judged_samples(backend, prompts: list[str], seeds: list[int], *, steps: int = 25, guidance: float = 5.0,
+                   batch: int = 64, progress: Callable[[int], None] | None = None
+                   ) -> Iterator[tuple[str, int, np.ndarray, Judgement]]:
+    """Yield (prompt, seed, image uint8 [32, 32, 3], judgement) for each prompt with its seed;
+    an image depends only on (model, prompt, seed), never on the batching."""
+    for start in range(0, len(prompts), batch):
+        chunk, chunk_seeds = prompts[start:start + batch], seeds[start:start + batch]
+        out = backend.sample(chunk, seeds=chunk_seeds, steps=steps, guidance=guidance)
+        for prompt, s, image in zip(chunk, chunk_seeds, from_model(out.images.numpy())):
+            yield prompt, s, image, judge(image, prompt)
+        if progress is not None:
+            progress(len(chunk))
 
 
 def judge_scenes(backend, scenes: list[Scene], *, seeds: int = 2, steps: int = 25, guidance: float = 5.0,
@@ -14,31 +30,12 @@ def judge_scenes(backend, scenes: list[Scene], *, seeds: int = 2, steps: int = 2
 
     Returns ``{"n", "total", "accuracy": {attr: frac}, "colour_and_shape": frac, "all_correct": frac}``.
     """
-    jobs = [(k, i, s) for k in range(seeds) for i, s in enumerate(scenes)]
-    totals, correct = [], {a: [] for a in ATTRIBUTES}
-    both, every = [], []
-    for start in range(0, len(jobs), batch):
-        chunk = jobs[start:start + batch]
-        # one sample call per image keeps image seeds independent of the batch split
-        prompts = [s.caption for _, _, s in chunk]
-        seeds_ = [seed + k * len(scenes) + i for k, i, _ in chunk]
-        images = _sample_with_seeds(backend, prompts, seeds_, steps, guidance)
-        for img, (_, _, scene) in zip(images, chunk):
-            j = judge(img, scene)
-            totals.append(j.total)
-            for a, ok in j.correct.items():
-                correct[a].append(ok)
-            both.append(j.correct["colour"] and j.correct["shape"])
-            every.append(all(j.correct.values()))
-    return {"n": len(totals), "total": float(np.mean(totals)),
-            "accuracy": {a: float(np.mean(v)) for a, v in correct.items() if v},
-            "colour_and_shape": float(np.mean(both)), "all_correct": float(np.mean(every))}
-
-
-def _sample_with_seeds(backend, prompts, seeds, steps, guidance) -> np.ndarray:
-    """Sample with an explicit seed per image in one batched call."""
-    import torch
-
-    noise = torch.cat([backend.initial_noise(1, s) for s in seeds])
-    out = backend.sample(prompts, seed=0, steps=steps, guidance=guidance, initial_noise=noise)
-    return from_model(out.images.numpy())
+    prompts = [s.caption for _ in range(seeds) for s in scenes]
+    image_seeds = [seed + k * len(scenes) + i for k in range(seeds) for i in range(len(scenes))]
+    verdicts = [j for *_, j in judged_samples(backend, prompts, image_seeds, steps=steps, guidance=guidance,
+                                              batch=batch)]
+    accuracy = {a: float(np.mean([j.correct[a] for j in verdicts if a in j.correct])) for a in ATTRIBUTES
+                if any(a in j.correct for j in verdicts)}
+    return {"n": len(verdicts), "total": float(np.mean([j.total for j in verdicts])), "accuracy": accuracy,
+            "colour_and_shape": float(np.mean([j.correct["colour"] and j.correct["shape"] for j in verdicts])),
+            "all_correct": float(np.mean([all(j.correct.values()) for j in verdicts]))}
