@@ -165,6 +165,8 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
     start = _prepare_run_dir(cfg, run, _is_main_process())
     session = setup(cfg, start=start, run=run)
     main = session.accelerator.is_main_process
+    if main:  # the schedule of the run, for its calibrated weights in analysis
+        atomic_write_json(dict(session.backend.scheduler_config), run / "scheduler_config.json")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.variant}",
                disable=not (progress and main), dynamic_ncols=True)
     status, t0, done = "finished", time.time(), start
