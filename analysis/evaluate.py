@@ -50,3 +50,14 @@ def summarise(table: pd.DataFrame, baseline: str | None = None, *, seed: int = 0
             row[f"acc_{a}"] = col.astype(float).mean() if len(col) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def markdown_table(frame: pd.DataFrame, digits: int = 3) -> str:
+    """A GitHub markdown table of ``frame`` (floats to ``digits`` places, NaN as blank)."""
+    def fmt(v) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if np.isnan(v) else f"{v:.{digits}f}"
+        return str(v)
+
+    header = "| " + " | ".join(map(str, frame.columns)) + " |\n|" + "---|" * len(frame.columns) + "\n"
+    return header + "".join("| " + " | ".join(fmt(v) for v in row) + " |\n" for row in frame.itertuples(index=False))

@@ -20,12 +20,27 @@ def load_backend(kind: str, path: str | None = None, **kwargs):
     raise ValueError(f"unknown backend {kind!r}; known: toy, sd")
 
 
+def lora_base_model(path) -> str | None:
+    """The base model a LoRA file was trained on (its ``base_model`` metadata), if recorded and present."""
+    from pathlib import Path
+
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            base = (handle.metadata() or {}).get("base_model")
+    except Exception:  # an unreadable file is reported by the loader with a clear message
+        return None
+    return base if base and Path(base).is_dir() else None
+
+
 def load_toy_spec(spec: str, base: str | None = None):
     """A toy model from a short spec, as the app and the command lines accept it:
 
     - ``base``: the shipped base model (or ``base`` if given);
     - ``tuned``: the shipped DDE-tuned LoRA on the base model;
-    - a ``.safetensors`` LoRA file, or a run directory (its ``final/`` or latest checkpoint LoRA);
+    - a ``.safetensors`` LoRA file, or a run directory (its ``final/`` or latest checkpoint LoRA),
+      on the base model it was trained on when that is recorded, else on ``base``;
     - a toy model directory (with ``model.json``).
     """
     from pathlib import Path
@@ -37,14 +52,17 @@ def load_toy_spec(spec: str, base: str | None = None):
     if spec == "tuned":
         return ToyBackend.load(base, lora=ASSETS / "toy-dde" / "lora.safetensors")
     path = Path(spec)
+    lora = None
     if path.suffix == ".safetensors":
-        return ToyBackend.load(base, lora=path)
-    if (path / "model.json").is_file():
+        lora = path
+    elif (path / "model.json").is_file():
         return ToyBackend.load(path)
-    if (path / "final" / "lora.safetensors").is_file():
-        return ToyBackend.load(base, lora=path / "final" / "lora.safetensors")
-    checkpoints = sorted((path / "checkpoints").glob("step-*/lora.safetensors")) if path.is_dir() else []
-    if checkpoints:
-        return ToyBackend.load(base, lora=checkpoints[-1])
-    raise ValueError(f"{spec!r} is not 'base', 'tuned', a LoRA .safetensors file, a run directory or a toy model "
-                     "directory")
+    elif (path / "final" / "lora.safetensors").is_file():
+        lora = path / "final" / "lora.safetensors"
+    elif path.is_dir():
+        checkpoints = sorted((path / "checkpoints").glob("step-*/lora.safetensors"))
+        lora = checkpoints[-1] if checkpoints else None
+    if lora is None:
+        raise ValueError(f"{spec!r} is not 'base', 'tuned', a LoRA .safetensors file, a run directory or a toy "
+                         "model directory")
+    return ToyBackend.load(base or lora_base_model(lora), lora=lora)

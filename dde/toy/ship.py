@@ -55,11 +55,10 @@ def main(argv: list[str] | None = None) -> Path:
 
 
 def _card(cfg, meta: dict, summary) -> str:
+    from analysis.evaluate import markdown_table
+
     cols = ["model", "n", "score", "score_lo", "score_hi", "win_rate", "win_lo", "win_hi", "acc_shape", "acc_colour",
             "acc_size", "acc_position", "acc_background"]
-    table = summary.reindex(columns=cols)
-    header = "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-    body = "".join("| " + " | ".join(_fmt(v) for v in row) + " |\n" for row in table.itertuples(index=False))
     return f"""# Toy DDE-tuned LoRA
 
 The app's default "tuned" model: a LoRA on the shipped toy base model, trained by the repo's own
@@ -77,15 +76,9 @@ DDIM {meta['steps']} steps, guidance {meta['guidance']}; both models start every
 noise. Score: mean judge score with bootstrap 95% CI; win rate: share of paired images where the
 model's score beats the base model's (ties 1/2), with bootstrap 95% CI.
 
-{header}{body}
+{markdown_table(summary.reindex(columns=cols))}
 Per-image scores: `eval_images.csv`; this table: `eval_summary.csv`. Written by the command above.
 """
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return "" if v != v else f"{v:.3f}"
-    return str(v)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,163 @@
+"""Command line for curves and evaluations; every output carries the command that made it.
+
+    python -m analysis evaluate --models base tuned [runs/x] --prompts held-out --seeds 2 --out outputs/eval
+    python -m analysis curves --runs dde=runs/toy-dde dpo=runs/toy-dpo --out outputs/curves
+    python -m analysis curves --estimation --model base --out outputs/curves      (estimation error, on data)
+
+evaluate writes images.csv (per image), summary.csv, summary.md and manifest.json; curves writes one
+CSV and one HTML figure per curve, and manifest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from analysis import curves, plots
+
+
+def _manifest(out: Path, extra: dict) -> None:
+    import diffusers
+    import torch
+    import transformers
+
+    from dde.io import atomic_write_json
+
+    atomic_write_json({"command": "python -m analysis " + shlex.join(sys.argv[1:]), "date": time.strftime("%F %T %Z"),
+                       "machine": platform.platform(), "python": platform.python_version(),
+                       "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
+                                    "transformers": transformers.__version__},
+                       **extra}, out / "manifest.json")
+
+
+def read_prompts(spec: str) -> list[str]:
+    """``held-out`` (the toy world's held-out scenes) or a UTF-8 text file, one prompt per line."""
+    if spec == "held-out":
+        from dde.toy.world import split_scenes
+
+        return [s.caption for s in split_scenes()[1]]
+    path = Path(spec)
+    if not path.is_file():
+        raise ValueError(f"prompt file {path} does not exist (or use 'held-out')")
+    try:
+        prompts = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path} is not a UTF-8 text file ({err})") from err
+    if not prompts:
+        raise ValueError(f"{path} holds no prompts")
+    return prompts
+
+
+def cmd_evaluate(args) -> None:
+    from analysis.evaluate import evaluate_models, markdown_table, summarise
+    from dde.backends import load_toy_spec
+
+    prompts = read_prompts(args.prompts)[: args.limit or None]
+    models = {Path(spec).name if spec not in ("base", "tuned") else spec: load_toy_spec(spec) for spec in args.models}
+    bar = tqdm(total=len(prompts) * args.seeds * len(models), desc="evaluate")
+    table = evaluate_models(models, prompts, seeds=args.seeds, steps=args.steps, guidance=args.guidance,
+                            progress=bar.update)
+    bar.close()
+    summary = summarise(table, baseline=next(iter(models)))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "images.csv", index=False)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(markdown_table(summary))
+    plots.evaluation_figure(summary).write_html(out / "scores.html", include_plotlyjs="directory")
+    _manifest(out, {"models": args.models, "prompts": args.prompts, "n_prompts": len(prompts), "seeds": args.seeds,
+                    "steps": args.steps, "guidance": args.guidance, "scorers": {"judge": "dde.toy.judge"}})
+    print(summary.to_string(index=False))
+
+
+def cmd_curves(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = {}
+    schedule = curves.schedule_from_preset(next(iter(curves.SCHEDULER_PRESETS)))
+    frame = curves.credit_weights_frame(args.variants, schedule)
+    written["credit_weights"] = (frame, plots.credit_weights_figure(frame))
+    runs = dict(item.split("=", 1) for item in args.runs)
+    if runs:
+        train = curves.training_curves_frame(runs, smooth=args.smooth)
+        written["training"] = (train, plots.training_curves_figure(train, "loss"))
+        for metric in ("implicit_acc", "reward_margin"):
+            written[f"training_{metric}"] = (train[train.metric == metric],
+                                             plots.training_curves_figure(train, metric))
+        emp = curves.empirical_credit_frame(runs)
+        written["empirical_credit"] = (emp, plots.empirical_credit_figure(emp))
+        for name, run in runs.items():
+            cfg_path = Path(run) / "scheduler_config.json"
+            sched = curves.NoiseSchedule.from_scheduler_config(json.loads(cfg_path.read_text())) \
+                if cfg_path.is_file() else schedule
+            cal = curves.calibration_frame(run, sched, every=args.every)
+            if not cal.empty:
+                written[f"calibration_{name}"] = (cal, plots.calibration_figure(cal))
+    if args.estimation:
+        written["estimation_error"] = _estimation(args)
+    for name, (frame, fig) in written.items():
+        frame.to_csv(out / f"{name}.csv", index=False)
+        fig.write_html(out / f"{name}.html", include_plotlyjs="directory")
+    _manifest(out, {"curves": sorted(written), "runs": runs})
+    print("\n".join(str(out / f"{name}.csv") for name in written))
+
+
+def _estimation(args):
+    from analysis.estimation import estimation_error_frame
+    from dde.backends import load_toy_spec
+    from dde.data import PairData, read_pairs
+    from dde.train import DEFAULT_PAIRS
+
+    backend = load_toy_spec(args.model)
+    data = PairData(read_pairs(args.data or DEFAULT_PAIRS), size=32, val_fraction=0.0)
+    batch = data.batch(data.train_indices(0, args.samples))
+    x0 = backend.images_to_latents(batch.images[: args.samples])
+    bar = tqdm(total=10, desc="estimation error")
+    frame = estimation_error_frame(backend, x0, batch.captions, progress=lambda i, n: bar.update(1))
+    bar.close()
+    return frame, plots.estimation_error_figure(frame)
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dde import credit
+
+    ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+    ev = sub.add_parser("evaluate", help="paired generation and scoring")
+    ev.add_argument("--models", nargs="+", default=["base", "tuned"],
+                    help="base, tuned, a LoRA file, a run directory or a toy model directory; "
+                    "the first is the baseline")
+    ev.add_argument("--prompts", default="held-out", help="held-out, or a text file with one prompt per line")
+    ev.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    ev.add_argument("--seeds", type=int, default=2)
+    ev.add_argument("--steps", type=int, default=25)
+    ev.add_argument("--guidance", type=float, default=5.0)
+    ev.add_argument("--out", default="outputs/eval")
+    cu = sub.add_parser("curves", help="credit weights, training curves, empirical credit, calibration, estimation")
+    cu.add_argument("--variants", nargs="+", default=["dpo", "dde", "dde-step", "dde-single", "window", "gamma"],
+                    choices=credit.variant_names())
+    cu.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR")
+    cu.add_argument("--smooth", type=int, default=10)
+    cu.add_argument("--every", type=int, default=1, help="keep every n-th calibration row")
+    cu.add_argument("--estimation", action="store_true", help="also measure the estimation error (loads a model)")
+    cu.add_argument("--model", default="base")
+    cu.add_argument("--data", default=None, help="pairs whose winners serve as data (default: the shipped pairs)")
+    cu.add_argument("--samples", type=int, default=64)
+    cu.add_argument("--out", default="outputs/curves")
+    args = ap.parse_args(argv)
+    try:
+        (cmd_evaluate if args.command == "evaluate" else cmd_curves)(args)
+    except ValueError as err:
+        ap.exit(2, f"error: {err}\n")
+
+
+if __name__ == "__main__":
+    main()
