@@ -57,13 +57,16 @@ def read_prompts(spec: str) -> list[str]:
 
 def cmd_evaluate(args) -> None:
     from analysis.evaluate import evaluate_models, markdown_table, summarise
-    from dde.backends import load_toy_spec
+    from analysis.scorers import get_scorer
 
     prompts = read_prompts(args.prompts)[: args.limit or None]
-    models = {Path(spec).name if spec not in ("base", "tuned") else spec: load_toy_spec(spec) for spec in args.models}
+    paths = {"clip": args.clip_checkpoint, "hps": args.hps_checkpoint, "pickscore": args.pickscore_model}
+    scorers = {name: get_scorer(name, paths.get(name), args.clip_model if name == "clip" else None)
+               for name in args.scorers}
+    models = {_model_name(spec): _load_model(spec) for spec in args.models}
     bar = tqdm(total=len(prompts) * args.seeds * len(models), desc="evaluate")
     table = evaluate_models(models, prompts, seeds=args.seeds, steps=args.steps, guidance=args.guidance,
-                            progress=bar.update)
+                            scorers=scorers, progress=bar.update)
     bar.close()
     summary = summarise(table, baseline=next(iter(models)))
     out = Path(args.out)
@@ -73,8 +76,22 @@ def cmd_evaluate(args) -> None:
     (out / "summary.md").write_text(markdown_table(summary))
     plots.evaluation_figure(summary).write_html(out / "scores.html", include_plotlyjs="directory")
     _manifest(out, {"models": args.models, "prompts": args.prompts, "n_prompts": len(prompts), "seeds": args.seeds,
-                    "steps": args.steps, "guidance": args.guidance, "scorers": {"judge": "dde.toy.judge"}})
+                    "steps": args.steps, "guidance": args.guidance,
+                    "scorers": {name: vars(scorer.info) for name, scorer in scorers.items()}})
     print(summary.to_string(index=False))
+
+
+def _model_name(spec: str) -> str:
+    return spec if spec in ("base", "tuned") else Path(spec.removeprefix("sd:")).name
+
+
+def _load_model(spec: str):
+    """A toy spec (see dde.backends.load_toy_spec) or ``sd:<hub id or directory>``."""
+    from dde.backends import load_backend, load_toy_spec
+
+    if spec.startswith("sd:"):
+        return load_backend("sd", spec[3:])
+    return load_toy_spec(spec)
 
 
 def cmd_curves(args) -> None:
@@ -133,13 +150,19 @@ def main(argv: list[str] | None = None) -> None:
     sub = ap.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("evaluate", help="paired generation and scoring")
     ev.add_argument("--models", nargs="+", default=["base", "tuned"],
-                    help="base, tuned, a LoRA file, a run directory or a toy model directory; "
-                    "the first is the baseline")
+                    help="base, tuned, a LoRA file, a run directory, a toy model directory, or sd:<hub id or "
+                    "directory>; the first is the baseline")
     ev.add_argument("--prompts", default="held-out", help="held-out, or a text file with one prompt per line")
     ev.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     ev.add_argument("--seeds", type=int, default=2)
     ev.add_argument("--steps", type=int, default=25)
     ev.add_argument("--guidance", type=float, default=5.0)
+    ev.add_argument("--scorers", nargs="+", default=["judge"], choices=["judge", "clip", "hps", "pickscore"],
+                    help="the first is the primary score (judge only understands the toy world's captions)")
+    ev.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture of --clip-checkpoint")
+    ev.add_argument("--clip-checkpoint", default=None, help="local open_clip state-dict file")
+    ev.add_argument("--hps-checkpoint", default=None, help="local HPS v2 checkpoint (HPS_v2_compressed.pt)")
+    ev.add_argument("--pickscore-model", default=None, help="local PickScore_v1 directory or hub id")
     ev.add_argument("--out", default="outputs/eval")
     cu = sub.add_parser("curves", help="credit weights, training curves, empirical credit, calibration, estimation")
     cu.add_argument("--variants", nargs="+", default=["dpo", "dde", "dde-step", "dde-single", "window", "gamma"],

@@ -12,23 +12,40 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from analysis.scorers import JudgeScorer
 from analysis.stats import bootstrap_ci, win_rate
 from dde.toy.judge import ATTRIBUTES
-from dde.toy.report import judged_samples
+from dde.toy.world import from_model
 
 
 def evaluate_models(models: dict, prompts: list[str], *, seeds: int = 2, steps: int = 25, guidance: float = 5.0,
-                    seed: int = 0, batch: int = 64, progress: Callable[[int], None] | None = None) -> pd.DataFrame:
-    """Per-image judge scores of each model; image (prompt i, repeat k) uses seed
-    ``seed + k * len(prompts) + i`` for every model, so rows pair up by (prompt, seed)."""
+                    seed: int = 0, batch: int = 64, scorers: dict | None = None,
+                    progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+    """Per-image scores of each model under each scorer (default: the toy judge).
+
+    Image (prompt i, repeat k) starts from the noise of seed ``seed + k * len(prompts) + i`` for every
+    model, so rows pair up by (prompt, seed). Columns: model, prompt, seed, ``score`` (the first
+    scorer's), ``score_<name>`` per scorer, and ``ok_<attribute>`` when the judge is among them.
+    """
+    scorers = scorers or {"judge": JudgeScorer()}
     all_prompts = [p for _ in range(seeds) for p in prompts]
     all_seeds = [seed + k * len(prompts) + i for k in range(seeds) for i in range(len(prompts))]
     rows = []
     for name, backend in models.items():
-        for prompt, s, _, verdict in judged_samples(backend, all_prompts, all_seeds, steps=steps, guidance=guidance,
-                                                    batch=batch, progress=progress):
-            rows.append({"model": name, "prompt": prompt, "seed": s, "score": verdict.total,
-                         **{f"ok_{a}": verdict.correct.get(a, np.nan) for a in ATTRIBUTES}})
+        for start in range(0, len(all_prompts), batch):
+            chunk, chunk_seeds = all_prompts[start:start + batch], all_seeds[start:start + batch]
+            images = from_model(backend.sample(chunk, seeds=chunk_seeds, steps=steps, guidance=guidance).images.numpy())
+            verdicts = scorers["judge"].judgements(images, chunk) if "judge" in scorers else None
+            scores = {k: (np.array([v.total for v in verdicts]) if k == "judge" else scorer.score(images, chunk))
+                      for k, scorer in scorers.items()}
+            for i, (prompt, s) in enumerate(zip(chunk, chunk_seeds)):
+                row = {"model": name, "prompt": prompt, "seed": s, "score": scores[next(iter(scores))][i],
+                       **{f"score_{k}": v[i] for k, v in scores.items()}}
+                if verdicts is not None:
+                    row.update({f"ok_{a}": verdicts[i].correct.get(a, np.nan) for a in ATTRIBUTES})
+                rows.append(row)
+            if progress is not None:
+                progress(len(chunk))
     return pd.DataFrame(rows)
 
 
@@ -46,7 +63,7 @@ def summarise(table: pd.DataFrame, baseline: str | None = None, *, seed: int = 0
             row["win_rate"] = outcome.mean()
             row["win_lo"], row["win_hi"] = bootstrap_ci(outcome, seed=seed)
         for a in ATTRIBUTES:
-            col = part[f"ok_{a}"].dropna()
+            col = part[f"ok_{a}"].dropna() if f"ok_{a}" in part else pd.Series(dtype=float)
             row[f"acc_{a}"] = col.astype(float).mean() if len(col) else np.nan
         rows.append(row)
     return pd.DataFrame(rows)
