@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     ev.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     ev.add_argument("--seeds", type=int, default=2)
     ev.add_argument("--steps", type=int, default=25)
-    ev.add_argument("--guidance", type=float, default=5.0)
+    ev.add_argument("--guidance", type=float, default=None, help="default: each model's default guidance")
     ev.add_argument("--scorers", nargs="+", default=["judge"], choices=["judge", "clip", "hps", "pickscore"],
                     help="the first is the primary score (judge only understands the toy world's captions)")
     ev.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture of --clip-checkpoint")

@@ -18,7 +18,7 @@ from dde.toy.judge import ATTRIBUTES
 from dde.toy.world import from_model
 
 
-def evaluate_models(models: dict, prompts: list[str], *, seeds: int = 2, steps: int = 25, guidance: float = 5.0,
+def evaluate_models(models: dict, prompts: list[str], *, seeds: int = 2, steps: int = 25, guidance: float | None = None,
                     seed: int = 0, batch: int = 64, scorers: dict | None = None,
                     progress: Callable[[int], None] | None = None) -> pd.DataFrame:
     """Per-image scores of each model under each scorer (default: the toy judge).

@@ -19,7 +19,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--model", default=None, help="toy model directory (default: the shipped base model)")
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--steps", type=int, default=25)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=None, help="default: the model's default guidance")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--target", type=float, default=2.0)
     args = ap.parse_args(argv)
@@ -31,7 +31,8 @@ def main(argv: list[str] | None = None) -> dict:
                                    args.repeats)
     print(f"machine: {machine()}")
     print(f"model: {backend.model_path}")
-    print(f"sample {args.images} images x {args.steps} steps, guidance {args.guidance}: median {median:.3f} s "
+    guidance = backend.default_guidance if args.guidance is None else args.guidance
+    print(f"sample {args.images} images x {args.steps} steps, guidance {guidance}: median {median:.3f} s "
           f"over {args.repeats} runs (min {min(times):.3f}, max {max(times):.3f})")
     print(f"target: {verdict(median, args.target)}")
     return {"median_s": median, "times": times, "threads": torch.get_num_threads()}

@@ -27,11 +27,11 @@ def test_base_model_card_matches_its_metadata():
 
 def test_python_level_usage_samples_and_judges():
     base = ToyBackend.load()
-    out = base.sample([PROMPT] * 2, seed=0, steps=10, guidance=5.0)
+    out = base.sample([PROMPT] * 2, seed=0, steps=10, guidance=None)
     images = ((out.images.numpy().transpose(0, 2, 3, 1) + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
     scores = [judge(im, PROMPT).total for im in images]
     assert all(0 <= s <= 1 for s in scores)
-    again = base.sample([PROMPT], seed=1, steps=10, guidance=5.0)
+    again = base.sample([PROMPT], seed=1, steps=10, guidance=None)
     np.testing.assert_allclose(again.images.numpy()[0], out.images.numpy()[1], atol=1e-4)
 
 

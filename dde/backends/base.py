@@ -46,6 +46,7 @@ class Backend:
 
     name = "base"
     lora_target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
+    default_guidance = 7.5  # classifier-free guidance scale when a caller gives none
 
     unet: torch.nn.Module
     scheduler_config: dict
@@ -190,14 +191,16 @@ class Backend:
 
     @torch.no_grad()
     def sample(self, prompts: list[str], *, seed: int = 0, seeds: list[int] | None = None, steps: int = 25,
-               guidance: float = 5.0, eta: float = 0.0, negative_prompt: str = "", return_x0: bool = False,
+               guidance: float | None = None, eta: float = 0.0, negative_prompt: str = "", return_x0: bool = False,
                initial_noise: torch.Tensor | None = None, callback=None) -> SampleOutput:
         """DDIM with classifier-free guidance. ``prompts``: one per image; image i starts from the
         noise of ``seeds[i]`` if given, else of ``seed + i``; ``initial_noise`` (``[B, C, h, w]``)
-        overrides both. ``callback(i, steps)`` after each step (progress bars); it may raise to cancel."""
+        overrides both. ``guidance`` None uses the backend's ``default_guidance``. ``callback(i, steps)``
+        after each step (progress bars); it may raise to cancel."""
         if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
             raise ValueError(f"steps must lie in [1, {MAX_SAMPLING_STEPS}], got {steps}")
-        if not 0.0 <= float(guidance) <= 50.0:
+        guidance = self.default_guidance if guidance is None else float(guidance)
+        if not 0.0 <= guidance <= 50.0:
             raise ValueError(f"guidance must lie in [0, 50], got {guidance}")
         prompts = [self.validate_prompt(p) for p in prompts]
         scheduler = DDIMScheduler.from_config(self.scheduler_config)

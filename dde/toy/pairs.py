@@ -44,7 +44,7 @@ def bradley_terry_labels(s0: np.ndarray, s1: np.ndarray, temperature: float, rng
     return (rng.random(len(p0)) < p0).astype(np.float64)
 
 
-def generate_pairs(backend, prompts: list[str], *, seed: int = 0, steps: int = 20, guidance: float = 5.0,
+def generate_pairs(backend, prompts: list[str], *, seed: int = 0, steps: int = 20, guidance: float | None = None,
                    temperature: float = 0.05, tie_margin: float = 0.01, batch: int = 64,
                    progress: bool = True) -> tuple[pd.DataFrame, dict]:
     """Sample two images per prompt (seeds ``seed + 2i`` and ``seed + 2i + 1``), judge, label."""
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--prompts", type=int, default=2500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=5.0)
+    ap.add_argument("--guidance", type=float, default=None, help="default: the model's default guidance")
     ap.add_argument("--temperature", type=float, default=0.05, help="Bradley-Terry temperature (annotator noise)")
     ap.add_argument("--tie-margin", type=float, default=0.01)
     ap.add_argument("--batch", type=int, default=64)

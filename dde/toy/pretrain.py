@@ -89,13 +89,21 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-seeds", type=int, default=4, help="samples per held-out scene for the card")
+    ap.add_argument("--guidance", type=float, default=2.0, help="guidance scale of the card's evaluation")
+    ap.add_argument("--eval-only", action="store_true",
+                    help="re-judge the model already in --out and rewrite its card (no training)")
     args = ap.parse_args(argv)
+    if args.eval_only:  # the training facts come from the existing card, the evaluation is redone
+        unet, text_encoder, _, meta = toy_model.load_model_dir(args.out)
+        train_info = {k: v for k, v in meta["card"].items() if k not in ("held_out_eval", "eval_command",
+                                                                         "eval_wall_seconds")}
+        return _finish(args, Path(args.out), unet, text_encoder, train_info)
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     work, out = Path(args.work), Path(args.out)
     work.mkdir(parents=True, exist_ok=True)
-    train_scenes, held_out = split_scenes(seed=0)
+    train_scenes, _ = split_scenes(seed=0)
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
     unet, text_encoder = toy_model.build(toy_model.unet_config(args.width), text_encoder_config())
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
@@ -131,28 +139,31 @@ def main(argv: list[str] | None = None) -> Path:
             atomic_write_json({"seconds": prior_seconds + time.time() - t_start}, work / "time.json")
             with open(work / "loss.csv", "a") as handle:
                 handle.write(f"{step + 1},{np.mean(losses[-args.ckpt_every:]):.6f}\n")
-    train_seconds = prior_seconds + time.time() - t_start
-    return _finish(args, out, ema_unet, ema_text, held_out, train_seconds)
+    train_info = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema,
+                  "width": args.width, "train_wall_seconds": round(prior_seconds + time.time() - t_start, 1),
+                  "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
+                  "torch": torch.__version__,
+                  "command": f"python -m dde.toy.pretrain --out {args.out} --steps {args.steps} --batch {args.batch} "
+                             f"--lr {args.lr} --seed {args.seed} --width {args.width}"}
+    return _finish(args, out, ema_unet, ema_text, train_info)
 
 
-def _finish(args, out: Path, unet, text_encoder, held_out, train_seconds: float) -> Path:
+def _finish(args, out: Path, unet, text_encoder, train_info: dict) -> Path:
+    """Judge the model on the held-out scenes and write the model directory with its card."""
     from dde.backends.toy import ToyBackend
     from dde.toy.report import judge_scenes
 
+    _, held_out = split_scenes(seed=0)
     backend = ToyBackend(unet.eval(), text_encoder.eval(), ToyTokenizer())
     t0 = time.time()
-    report = judge_scenes(backend, held_out, seeds=args.eval_seeds, steps=25, guidance=5.0)
-    card = {"seed": args.seed, "steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema,
-            "width": args.width, "train_wall_seconds": round(train_seconds, 1),
-            "eval_wall_seconds": round(time.time() - t0, 1),
-            "machine": f"{platform.processor() or platform.machine()}, "
-            f"{torch.get_num_threads()} threads", "torch": torch.__version__,
+    report = judge_scenes(backend, held_out, seeds=args.eval_seeds, steps=25, guidance=args.guidance)
+    card = {**train_info, "eval_wall_seconds": round(time.time() - t0, 1),
             "unet_parameters": toy_model.count_parameters(unet),
             "text_encoder_parameters": toy_model.count_parameters(text_encoder),
-            "held_out_eval": {"scenes": len(held_out), "seeds": args.eval_seeds, "steps": 25, "guidance": 5.0,
-                              **report},
-            "command": f"python -m dde.toy.pretrain --out {args.out} --steps {args.steps} --batch {args.batch} "
-                       f"--lr {args.lr} --seed {args.seed} --width {args.width}"}
+            "held_out_eval": {"scenes": len(held_out), "seeds": args.eval_seeds, "steps": 25,
+                              "guidance": args.guidance, **report},
+            "eval_command": f"python -m dde.toy.pretrain --out {args.out} --eval-only --eval-seeds {args.eval_seeds} "
+                            f"--guidance {args.guidance}"}
     toy_model.save_model_dir(out, unet, text_encoder, extra={"card": card})
     atomic_write_text(model_card_markdown(card), out / "MODEL_CARD.md")
     print(json.dumps(card["held_out_eval"], indent=2))
@@ -182,7 +193,7 @@ guidance {ev['guidance']}. Mean judge score {ev['total']:.3f}; colour and shape 
 |---|---|
 {rows}
 
-These numbers were written by the command above (evaluation took {card['eval_wall_seconds']:.0f} s).
+These numbers were written by `{card['eval_command']}` (evaluation took {card['eval_wall_seconds']:.0f} s).
 """
 
 

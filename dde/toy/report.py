@@ -10,7 +10,7 @@ from dde.toy.judge import ATTRIBUTES, Judgement, judge
 from dde.toy.world import Scene, from_model
 
 
-def judged_samples(backend, prompts: list[str], seeds: list[int], *, steps: int = 25, guidance: float = 5.0,
+def judged_samples(backend, prompts: list[str], seeds: list[int], *, steps: int = 25, guidance: float | None = None,
                    batch: int = 64, progress: Callable[[int], None] | None = None
                    ) -> Iterator[tuple[str, int, np.ndarray, Judgement]]:
     """Yield (prompt, seed, image uint8 [32, 32, 3], judgement) for each prompt with its seed;
@@ -24,7 +24,7 @@ def judged_samples(backend, prompts: list[str], seeds: list[int], *, steps: int 
             progress(len(chunk))
 
 
-def judge_scenes(backend, scenes: list[Scene], *, seeds: int = 2, steps: int = 25, guidance: float = 5.0,
+def judge_scenes(backend, scenes: list[Scene], *, seeds: int = 2, steps: int = 25, guidance: float | None = None,
                  batch: int = 64, seed: int = 0) -> dict:
     """Sample every scene ``seeds`` times (image seed = seed + k * len(scenes) + i) and judge it.
 

@@ -41,13 +41,14 @@ def main(argv: list[str] | None = None) -> Path:
     shutil.copyfile(run / "final" / "config.yaml", out / "config.yaml")
     held_out = [s.caption for s in split_scenes()[1]]
     models = {"base": ToyBackend.load(cfg.model), "dde": ToyBackend.load(cfg.model, lora=out / "lora.safetensors")}
-    table = evaluate_models(models, held_out, seeds=args.seeds, steps=25, guidance=5.0)
+    table = evaluate_models(models, held_out, seeds=args.seeds, steps=25)
     summary = summarise(table, "base")
     table.to_csv(out / "eval_images.csv", index=False)
     summary.to_csv(out / "eval_summary.csv", index=False)
     command = "python -m dde.toy.ship " + " ".join(argv if argv is not None else sys.argv[1:])
     meta = {"command": command, "train_seconds": round(train_seconds, 1), "held_out_prompts": len(held_out),
-            "seeds": args.seeds, "steps": 25, "guidance": 5.0, "summary": summary.to_dict(orient="records")}
+            "seeds": args.seeds, "steps": 25, "guidance": models["base"].default_guidance,
+            "summary": summary.to_dict(orient="records")}
     atomic_write_json(meta, out / "card.json")
     atomic_write_text(_card(cfg, meta, summary), out / "MODEL_CARD.md")
     print(summary.to_string(index=False))
