@@ -26,6 +26,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from dde.io import atomic_write_json
 from dde.toy.judge import judge
 from dde.toy.world import from_model, split_scenes
 
@@ -97,7 +98,7 @@ def main(argv: list[str] | None = None) -> Path:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=None, help="toy model directory (default: the shipped base model)")
     ap.add_argument("--out", default="assets/toy-pairs.parquet")
-    ap.add_argument("--prompts", type=int, default=2500)
+    ap.add_argument("--prompts", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--guidance", type=float, default=None, help="default: the model's default guidance")
@@ -116,6 +117,7 @@ def main(argv: list[str] | None = None) -> Path:
     meta = {**vars(args), **stats, "pairs": len(frame), "seconds": round(time.time() - t0, 1), "command": command,
             "model": str(backend.model_path)}
     path = write_parquet(frame, args.out, meta)
+    atomic_write_json(meta, Path(args.out).with_suffix(".json"))  # the same facts, readable without pyarrow
     print(json.dumps(meta, indent=2))
     return path
 
