@@ -3,6 +3,7 @@
     python -m analysis evaluate --models base tuned [runs/x] --prompts held-out --seeds 2 --out outputs/eval
     python -m analysis curves --runs dde=runs/toy-dde dpo=runs/toy-dpo --out outputs/curves
     python -m analysis curves --estimation --model base --out outputs/curves      (estimation error, on data)
+    python -m analysis all --png --out docs/toy     (the shipped base and tuned models: everything above)
 
 evaluate writes images.csv (per image), summary.csv, summary.md and manifest.json; curves writes one
 CSV and one HTML figure per curve, and manifest.json.
@@ -35,6 +36,22 @@ def _manifest(out: Path, extra: dict) -> None:
                        "versions": {"torch": torch.__version__, "diffusers": diffusers.__version__,
                                     "transformers": transformers.__version__},
                        **extra}, out / "manifest.json")
+
+
+def write_figures(out: Path, figures: dict, png: bool) -> list[str]:
+    """HTML for every figure (plotly.js written once beside them); PNG too when asked and a
+    browser for kaleido is available. Returns notes for the user."""
+    for name, fig in figures.items():
+        fig.write_html(out / f"{name}.html", include_plotlyjs="directory")
+    if not png or not figures:
+        return []
+    import plotly.io as pio
+
+    try:
+        pio.write_images(list(figures.values()), [out / f"{name}.png" for name in figures], width=900, height=500)
+    except Exception as err:  # kaleido needs Chrome or Chromium; say so instead of failing the whole command
+        return [f"PNG export skipped ({type(err).__name__}: {err}); install chromium for kaleido"]
+    return []
 
 
 def read_prompts(spec: str) -> list[str]:
@@ -74,11 +91,12 @@ def cmd_evaluate(args) -> None:
     table.to_csv(out / "images.csv", index=False)
     summary.to_csv(out / "summary.csv", index=False)
     (out / "summary.md").write_text(markdown_table(summary))
-    plots.evaluation_figure(summary).write_html(out / "scores.html", include_plotlyjs="directory")
+    notes = write_figures(out, {"scores": plots.evaluation_figure(summary)}, args.png)
     _manifest(out, {"models": args.models, "prompts": args.prompts, "n_prompts": len(prompts), "seeds": args.seeds,
                     "steps": args.steps, "guidance": args.guidance,
                     "scorers": {name: vars(scorer.info) for name, scorer in scorers.items()}})
     print(summary.to_string(index=False))
+    print("\n".join(notes))
 
 
 def _model_name(spec: str) -> str:
@@ -119,11 +137,22 @@ def cmd_curves(args) -> None:
                 written[f"calibration_{name}"] = (cal, plots.calibration_figure(cal))
     if args.estimation:
         written["estimation_error"] = _estimation(args)
-    for name, (frame, fig) in written.items():
+    for name, (frame, _) in written.items():
         frame.to_csv(out / f"{name}.csv", index=False)
-        fig.write_html(out / f"{name}.html", include_plotlyjs="directory")
+    notes = write_figures(out, {name: fig for name, (_, fig) in written.items()}, args.png)
     _manifest(out, {"curves": sorted(written), "runs": runs})
-    print("\n".join(str(out / f"{name}.csv") for name in written))
+    print("\n".join([str(out / f"{name}.csv") for name in written] + notes))
+
+
+def cmd_all(args) -> None:
+    """The shipped base and tuned toy models: the evaluation and every curve, under one folder."""
+    from dde.backends.toy import ASSETS
+
+    out = Path(args.out)
+    shipped_runs = sorted((ASSETS / "toy-dde" / "runs").glob("*/metrics.jsonl"))
+    cmd_evaluate(argparse.Namespace(**{**vars(args), "models": ["base", "tuned"], "out": str(out / "eval")}))
+    cmd_curves(argparse.Namespace(**{**vars(args), "runs": [f"{p.parent.name}={p.parent}" for p in shipped_runs],
+                                     "estimation": True, "model": "base", "out": str(out / "curves")}))
 
 
 def _estimation(args):
@@ -142,42 +171,56 @@ def _estimation(args):
     return frame, plots.estimation_error_figure(frame)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _evaluate_args(parser: argparse.ArgumentParser, *, models: bool = True) -> None:
+    if models:
+        parser.add_argument("--models", nargs="+", default=["base", "tuned"],
+                            help="base, tuned, a LoRA file, a run directory, a toy model directory, or sd:<hub id "
+                            "or directory>; the first is the baseline")
+    parser.add_argument("--prompts", default="held-out", help="held-out, or a text file with one prompt per line")
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=25)
+    parser.add_argument("--guidance", type=float, default=None, help="default: each model's default guidance")
+    parser.add_argument("--scorers", nargs="+", default=["judge"], choices=["judge", "clip", "hps", "pickscore"],
+                        help="the first is the primary score (judge only understands the toy world's captions)")
+    parser.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture of --clip-checkpoint")
+    parser.add_argument("--clip-checkpoint", default=None, help="local open_clip state-dict file")
+    parser.add_argument("--hps-checkpoint", default=None, help="local HPS v2 checkpoint (HPS_v2_compressed.pt)")
+    parser.add_argument("--pickscore-model", default=None, help="local PickScore_v1 directory or hub id")
+
+
+def _curve_args(parser: argparse.ArgumentParser, *, runs: bool = True) -> None:
     from dde import credit
 
+    parser.add_argument("--variants", nargs="+", default=["dpo", "dde", "dde-step", "dde-single", "window", "gamma"],
+                        choices=credit.variant_names())
+    if runs:
+        parser.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR")
+        parser.add_argument("--estimation", action="store_true", help="also measure the estimation error")
+        parser.add_argument("--model", default="base", help="the model whose estimation error is measured")
+    parser.add_argument("--smooth", type=int, default=10)
+    parser.add_argument("--every", type=int, default=1, help="keep every n-th calibration row")
+    parser.add_argument("--data", default=None, help="pairs whose winners serve as data (default: the shipped pairs)")
+    parser.add_argument("--samples", type=int, default=64)
+
+
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m analysis", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="command", required=True)
     ev = sub.add_parser("evaluate", help="paired generation and scoring")
-    ev.add_argument("--models", nargs="+", default=["base", "tuned"],
-                    help="base, tuned, a LoRA file, a run directory, a toy model directory, or sd:<hub id or "
-                    "directory>; the first is the baseline")
-    ev.add_argument("--prompts", default="held-out", help="held-out, or a text file with one prompt per line")
-    ev.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
-    ev.add_argument("--seeds", type=int, default=2)
-    ev.add_argument("--steps", type=int, default=25)
-    ev.add_argument("--guidance", type=float, default=None, help="default: each model's default guidance")
-    ev.add_argument("--scorers", nargs="+", default=["judge"], choices=["judge", "clip", "hps", "pickscore"],
-                    help="the first is the primary score (judge only understands the toy world's captions)")
-    ev.add_argument("--clip-model", default="ViT-L-14", help="open_clip architecture of --clip-checkpoint")
-    ev.add_argument("--clip-checkpoint", default=None, help="local open_clip state-dict file")
-    ev.add_argument("--hps-checkpoint", default=None, help="local HPS v2 checkpoint (HPS_v2_compressed.pt)")
-    ev.add_argument("--pickscore-model", default=None, help="local PickScore_v1 directory or hub id")
-    ev.add_argument("--out", default="outputs/eval")
+    _evaluate_args(ev)
     cu = sub.add_parser("curves", help="credit weights, training curves, empirical credit, calibration, estimation")
-    cu.add_argument("--variants", nargs="+", default=["dpo", "dde", "dde-step", "dde-single", "window", "gamma"],
-                    choices=credit.variant_names())
-    cu.add_argument("--runs", nargs="*", default=[], metavar="NAME=RUN_DIR")
-    cu.add_argument("--smooth", type=int, default=10)
-    cu.add_argument("--every", type=int, default=1, help="keep every n-th calibration row")
-    cu.add_argument("--estimation", action="store_true", help="also measure the estimation error (loads a model)")
-    cu.add_argument("--model", default="base")
-    cu.add_argument("--data", default=None, help="pairs whose winners serve as data (default: the shipped pairs)")
-    cu.add_argument("--samples", type=int, default=64)
-    cu.add_argument("--out", default="outputs/curves")
+    _curve_args(cu)
+    al = sub.add_parser("all", help="evaluation and every curve for the shipped base and tuned toy models")
+    _evaluate_args(al, models=False)
+    _curve_args(al, runs=False)
+    for parser, default in ((ev, "outputs/eval"), (cu, "outputs/curves"), (al, "outputs/toy")):
+        parser.add_argument("--png", action="store_true", help="also write PNG figures (kaleido + chromium)")
+        parser.add_argument("--out", default=default)
     args = ap.parse_args(argv)
     try:
-        (cmd_evaluate if args.command == "evaluate" else cmd_curves)(args)
+        {"evaluate": cmd_evaluate, "curves": cmd_curves, "all": cmd_all}[args.command](args)
     except ValueError as err:
         ap.exit(2, f"error: {err}\n")
 

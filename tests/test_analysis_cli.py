@@ -40,9 +40,10 @@ def test_curves_write_every_curve(tiny, tmp_path):
     root, model, run = tiny
     out = tmp_path / "curves"
     main(["curves", "--runs", f"dde={run}", "--estimation", "--model", str(model), "--data",
-          str(root / "pairs.parquet"), "--samples", "4", "--out", str(out)])
+          str(root / "pairs.parquet"), "--samples", "4", "--png", "--out", str(out)])
     names = {p.stem for p in out.glob("*.csv")}
     assert {"credit_weights", "training", "empirical_credit", "calibration_dde", "estimation_error"} <= names
+    assert {p.stem for p in out.glob("*.png")} == names  # kaleido with the chromium that .ci/run installs
     est = pd.read_csv(out / "estimation_error.csv")
     assert {"single-shot (measured)", "5-step DDIM", "20-step DDIM"} <= set(est.series)
 

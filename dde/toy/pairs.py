@@ -1,6 +1,6 @@
 """Generate preference pairs from the base model, labelled by the judge.
 
-    python -m dde.toy.pairs --model assets/toy-base --out assets/toy-pairs.parquet --prompts 2500
+    python -m dde.toy.pairs --model assets/toy-base --out assets/toy-pairs.parquet --prompts 2000
 
 For each prompt (training scenes, cycled in a seeded order) the base model draws two samples with
 different seeds; the judge scores both; the label is a Bradley-Terry draw,
