@@ -1,4 +1,5 @@
 import os
+import shutil
 
 import pytest
 import torch
@@ -21,3 +22,14 @@ def _seed():
 def sd_schedule() -> NoiseSchedule:
     """The SD1.5 / SDXL training schedule: scaled-linear betas 0.00085..0.012, T = 1000."""
     return NoiseSchedule.from_scheduler_config(SD_CONFIG)
+
+
+def require_chromium() -> str:
+    """Path of Debian's chromium. Without it a test skips on a workstation but FAILS under CI=true,
+    where .ci/run must have installed it (apt-get install -y chromium)."""
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path:
+        return path
+    if os.environ.get("CI"):
+        pytest.fail("chromium is missing in CI: .ci/run should have installed it")
+    pytest.skip("needs chromium (apt-get install -y chromium)")

@@ -9,6 +9,7 @@ from analysis.__main__ import main, read_prompts
 from dde.config import TrainConfig
 from dde.testing import rendered_pairs, tiny_toy_model
 from dde.train import train
+from tests.conftest import require_chromium
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +38,7 @@ def test_evaluate_writes_tables_and_manifest(tiny, tmp_path):
 
 
 def test_curves_write_every_curve(tiny, tmp_path):
+    require_chromium()
     root, model, run = tiny
     out = tmp_path / "curves"
     main(["curves", "--runs", f"dde={run}", "--estimation", "--model", str(model), "--data",
