@@ -42,7 +42,7 @@ class SampleOutput:
 
 class Backend:
     """Common machinery; subclasses set ``unet``, ``scheduler_config``, ``device``, ``dtype`` and
-    implement ``encode_prompts``, ``images_to_latents``, ``latents_to_images``, ``latent_shape``."""
+    implement ``encode_prompts``, ``images_to_latents`` and ``latents_to_images``."""
 
     name = "base"
     lora_target_modules: tuple[str, ...] = ("to_q", "to_k", "to_v", "to_out.0")
@@ -70,7 +70,9 @@ class Backend:
         raise NotImplementedError
 
     def latent_shape(self) -> tuple[int, int, int]:
-        raise NotImplementedError
+        """``(C, h, w)`` of the UNet's input."""
+        size = self.unet.config.sample_size
+        return (self.unet.config.in_channels, size, size)
 
     def _unet_forward(self, unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         return unet(x_t, t, encoder_hidden_states=cond).sample

@@ -75,10 +75,6 @@ class SDBackend(Backend):
             backend.load_lora(lora)
         return backend
 
-    def latent_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        return (self.unet.config.in_channels, size, size)
-
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
         """``N`` prompts -> ``[N, 77, d]`` CLIP token states (truncated at the tokenizer's length)."""

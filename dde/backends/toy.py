@@ -41,10 +41,6 @@ class ToyBackend(Backend):
             backend.load_lora(lora)
         return backend
 
-    def latent_shape(self) -> tuple[int, int, int]:
-        size = self.unet.config.sample_size
-        return (self.unet.config.in_channels, size, size)
-
     def validate_prompt(self, prompt: str) -> str:
         prompt = super().validate_prompt(prompt)
         unknown = self.tokenizer.unknown_words(prompt)
