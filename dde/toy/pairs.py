@@ -115,7 +115,8 @@ def main(argv: list[str] | None = None) -> Path:
                                   tie_margin=args.tie_margin, batch=args.batch)
     command = "python -m dde.toy.pairs " + shlex.join(argv if argv is not None else sys.argv[1:])
     meta = {**vars(args), **stats, "pairs": len(frame), "seconds": round(time.time() - t0, 1), "command": command,
-            "model": str(backend.model_path)}
+            "model": args.model or "assets/toy-base",
+            "guidance": backend.default_guidance if args.guidance is None else args.guidance}
     path = write_parquet(frame, args.out, meta)
     atomic_write_json(meta, Path(args.out).with_suffix(".json"))  # the same facts, readable without pyarrow
     print(json.dumps(meta, indent=2))
