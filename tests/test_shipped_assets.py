@@ -51,7 +51,9 @@ def test_shipped_tuned_lora_loads_and_differs_from_base():
     cond = base.encode_prompts([PROMPT])
     assert not torch.allclose(base.predict_eps(x, t, cond), tuned.predict_eps(x, t, cond))
     card = json.loads((ASSETS / "toy-dde" / "card.json").read_text())
-    assert {row["model"] for row in card["summary"]} == {"base", "dde"}
+    assert {row["model"] for row in card["summary"]} == {"base", "dde", "dpo"}
+    dde = next(row for row in card["summary"] if row["model"] == "dde")
+    assert 0 <= dde["win_lo"] <= dde["win_rate"] <= dde["win_hi"] <= 1
 
 
 def test_model_specs_reject_nonsense(tmp_path):
