@@ -155,6 +155,9 @@ def cmd_all(args) -> None:
                                      "estimation": True, "model": "base", "out": str(out / "curves")}))
 
 
+ALL_CALIBRATION_EVERY = 20  # 200 logged steps x 1000 timesteps is 9 MB of CSV; every 20th row tells the story
+
+
 def _estimation(args):
     from analysis.estimation import estimation_error_frame
     from dde.backends import load_toy_spec
@@ -215,6 +218,7 @@ def main(argv: list[str] | None = None) -> None:
     al = sub.add_parser("all", help="evaluation and every curve for the shipped base and tuned toy models")
     _evaluate_args(al, models=False)
     _curve_args(al, runs=False)
+    al.set_defaults(every=ALL_CALIBRATION_EVERY)
     for parser, default in ((ev, "outputs/eval"), (cu, "outputs/curves"), (al, "outputs/toy")):
         parser.add_argument("--png", action="store_true", help="also write PNG figures (kaleido + chromium)")
         parser.add_argument("--out", default=default)
