@@ -136,7 +136,9 @@ def cmd_curves(args) -> None:
             if not cal.empty:
                 written[f"calibration_{name}"] = (cal, plots.calibration_figure(cal))
     if args.estimation:
-        written["estimation_error"] = _estimation(args)
+        tables = [curves.calibration_table_from_run(run, schedule.T) for run in runs.values()]
+        table = next((t for t in tables if t is not None), None)  # the first run with a table predicts s_t r_t
+        written["estimation_error"] = _estimation(args, table)
     for name, (frame, _) in written.items():
         frame.to_csv(out / f"{name}.csv", index=False)
     notes = write_figures(out, {name: fig for name, (_, fig) in written.items()}, args.png)
@@ -158,7 +160,7 @@ def cmd_all(args) -> None:
 ALL_CALIBRATION_EVERY = 20  # 200 logged steps x 1000 timesteps is 9 MB of CSV; every 20th row tells the story
 
 
-def _estimation(args):
+def _estimation(args, table=None):
     from analysis.estimation import estimation_error_frame
     from dde.backends import load_toy_spec
     from dde.data import PairData, read_pairs
@@ -169,7 +171,8 @@ def _estimation(args):
     batch = data.batch(data.train_indices(0, args.samples))
     x0 = backend.images_to_latents(batch.images[: args.samples])
     bar = tqdm(total=10, desc="estimation error")
-    frame = estimation_error_frame(backend, x0, batch.captions, progress=lambda i, n: bar.update(1))
+    frame = estimation_error_frame(backend, x0, batch.captions, calibration=table,
+                                   progress=lambda i, n: bar.update(1))
     bar.close()
     return frame, plots.estimation_error_figure(frame)
 

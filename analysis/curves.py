@@ -135,3 +135,13 @@ def calibration_frame(run: str, schedule: NoiseSchedule, every: int = 1) -> pd.D
         frames.append(pd.DataFrame({"step": row["step"], "t": np.arange(schedule.T), "r": table.r_at().numpy(),
                                     "w_dde": w}))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "t", "r", "w_dde"])
+
+
+def calibration_table_from_run(run: str, T: int) -> credit.CalibrationTable | None:  # noqa: N803
+    """The run's calibration table as last logged (calibration.jsonl), or None if it has none."""
+    rows = _jsonl(f"{run}/calibration.jsonl")
+    if not rows:
+        return None
+    last = rows[-1]
+    return credit.CalibrationTable(T, len(last["r"]), v=last["v"], r=np.asarray(last["r"]),
+                                   counts=np.asarray(last.get("counts", [0] * len(last["r"]))))

@@ -47,7 +47,8 @@ def test_curves_write_every_curve(tiny, tmp_path):
     assert {"credit_weights", "training", "empirical_credit", "calibration_dde", "estimation_error"} <= names
     assert {p.stem for p in out.glob("*.png")} == names  # kaleido with the chromium that .ci/run installs
     est = pd.read_csv(out / "estimation_error.csv")
-    assert {"single-shot (measured)", "5-step DDIM", "20-step DDIM"} <= set(est.series)
+    assert {"single-shot (measured)", "5-step DDIM", "20-step DDIM", "s_t r_t (calibrated prediction)"} <= set(
+        est.series)
 
 
 def test_prompt_files_are_checked(tmp_path):
