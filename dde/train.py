@@ -248,12 +248,12 @@ def train_step(session: Session, step: int) -> dict:
     return metrics
 
 
-def _micro_step(session: Session, batch, gen: torch.Generator) -> dict:
-    cfg, backend, state, schedule = session.cfg, session.backend, session.state, session.schedule
+def _pair_errors(backend, schedule, batch, t_pairs: torch.Tensor, gen: torch.Generator):
+    """Policy prediction and per-sample policy / reference errors (``[2P]``) of a [winners; losers]
+    batch at per-pair timesteps, winner and loser sharing t and eps."""
     P = len(batch.captions)  # noqa: N806
     x0 = backend.images_to_latents(batch.images)
-    draw = state.sampler.sample(P, gen)
-    t = pair_timesteps(draw.t)
+    t = pair_timesteps(t_pairs)
     eps_pairs = torch.randn((P, *x0.shape[1:]), generator=gen)
     eps = torch.cat([eps_pairs, eps_pairs]).to(x0.device, x0.dtype)
     x_t = ddim.add_noise(x0, eps, schedule.alpha_bar_at(t))
@@ -262,7 +262,14 @@ def _micro_step(session: Session, batch, gen: torch.Generator) -> dict:
     pred = backend.predict_eps(x_t, t, cond)
     with backend.reference():
         ref = backend.predict_eps(x_t, t, cond)
-    e_theta, e_ref = per_sample_error(pred, eps), per_sample_error(ref, eps)
+    return t, pred, per_sample_error(pred, eps), per_sample_error(ref, eps)
+
+
+def _micro_step(session: Session, batch, gen: torch.Generator) -> dict:
+    cfg, backend, state, schedule = session.cfg, session.backend, session.state, session.schedule
+    P = len(batch.captions)  # noqa: N806
+    draw = state.sampler.sample(P, gen)
+    t, pred, e_theta, e_ref = _pair_errors(backend, schedule, batch, draw.t, gen)
     finite = bool(torch.isfinite(e_theta).all() and torch.isfinite(e_ref).all())
     (e_tw, e_tl), (e_rw, e_rl) = split_pairs(e_theta), split_pairs(e_ref)
     w = state.loss_weights(draw.t)
@@ -454,21 +461,9 @@ def _validate(session: Session) -> dict | None:
     if len(data.val_index) == 0:
         return None
     idx = data.val_index[: max(cfg.batch_pairs, 32)]
-    batch = data.batch(idx)
     gen = torch.Generator().manual_seed(cfg.seed + 99991)
-    sampler = UniformSampler(state.schedule.T, tuple(cfg.t_range))
-    P = len(idx)  # noqa: N806
-    x0 = backend.images_to_latents(batch.images)
-    draw = sampler.sample(P, gen)
-    t = pair_timesteps(draw.t)
-    eps_pairs = torch.randn((P, *x0.shape[1:]), generator=gen)
-    eps = torch.cat([eps_pairs, eps_pairs]).to(x0.device, x0.dtype)
-    x_t = ddim.add_noise(x0, eps, state.schedule.alpha_bar_at(t))
-    cond_pairs = backend.encode_prompts(batch.captions)
-    cond = backend.cat_cond(cond_pairs, cond_pairs)
-    e_theta = per_sample_error(backend.predict_eps(x_t, t, cond), eps)
-    with backend.reference():
-        e_ref = per_sample_error(backend.predict_eps(x_t, t, cond), eps)
+    draw = UniformSampler(state.schedule.T, tuple(cfg.t_range)).sample(len(idx), gen)
+    _, _, e_theta, e_ref = _pair_errors(backend, state.schedule, data.batch(idx), draw.t, gen)
     if not (torch.isfinite(e_theta).all() and torch.isfinite(e_ref).all()):
         return {"val_loss": None, "val_implicit_acc": None}
     loss, diag = preference_loss(*split_pairs(e_theta), *split_pairs(e_ref), beta=cfg.beta)
