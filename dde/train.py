@@ -313,9 +313,9 @@ def _calibrate(session: Session) -> credit.CalibrationTable:
     """Initial table: ``calibration_batches`` batches, t stratified over all bins, reference only."""
     cfg, backend, data, schedule, accelerator = (session.cfg, session.backend, session.data, session.schedule,
                                                  session.accelerator)
-    table = credit.CalibrationTable(schedule.T, cfg.calibration_bins, decay=cfg.calibration_decay)
     if cfg.calibration_batches == 0:
         return credit.CalibrationTable.gaussian_ideal(schedule, cfg.calibration_bins, decay=cfg.calibration_decay)
+    table = credit.CalibrationTable(schedule.T, cfg.calibration_bins, decay=cfg.calibration_decay)
     sampler = StratifiedSampler(schedule.T, tuple(cfg.t_range))
     sq_sum, count = 0.0, 0
     for b in range(cfg.calibration_batches):
@@ -397,12 +397,6 @@ def _log(run: Path, cfg: TrainConfig, step: int, metrics: dict, state: CreditSta
                                             "counts": state.table.counts.tolist()})
 
 
-def _weights_tensors(backend, cfg: TrainConfig) -> dict[str, torch.Tensor]:
-    if cfg.lora_rank > 0:
-        return backend.lora_state_dict()
-    return {k: v.detach().contiguous().cpu() for k, v in backend.unet.state_dict().items()}
-
-
 def _checkpoint(run: Path, step: int, session: Session) -> None:
     cfg, backend, optimizer, state, accelerator = (session.cfg, session.backend, session.optimizer, session.state,
                                                    session.accelerator)
@@ -431,7 +425,8 @@ def _save_weights(backend, cfg: TrainConfig, folder: Path) -> None:
     if cfg.lora_rank > 0:
         backend.save_lora(folder / "lora.safetensors", metadata=meta)
     else:
-        atomic_save_safetensors(_weights_tensors(backend, cfg), folder / "unet.safetensors", metadata=meta)
+        unet = {k: v.detach().contiguous().cpu() for k, v in backend.unet.state_dict().items()}
+        atomic_save_safetensors(unet, folder / "unet.safetensors", metadata=meta)
 
 
 def _load_checkpoint(run: Path, step: int, session: Session) -> credit.CalibrationTable | None:

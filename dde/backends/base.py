@@ -197,8 +197,9 @@ class Backend:
                initial_noise: torch.Tensor | None = None, callback=None) -> SampleOutput:
         """DDIM with classifier-free guidance. ``prompts``: one per image; image i starts from the
         noise of ``seeds[i]`` if given, else of ``seed + i``; ``initial_noise`` (``[B, C, h, w]``)
-        overrides both. ``guidance`` None uses the backend's ``default_guidance``. ``callback(i, steps)``
-        after each step (progress bars); it may raise to cancel."""
+        overrides both. ``guidance`` None uses the backend's ``default_guidance``. With ``eta > 0`` the
+        per-step noise is drawn for the whole batch, so only eta = 0 keeps images independent of batching.
+        ``callback(i, steps)`` after each step (progress bars); it may raise to cancel."""
         if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
             raise ValueError(f"steps must lie in [1, {MAX_SAMPLING_STEPS}], got {steps}")
         guidance = self.default_guidance if guidance is None else float(guidance)
