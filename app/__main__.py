@@ -1,31 +1,82 @@
-"""python -m app [--host 127.0.0.1] [--port N] [--share] [--auth user:password]"""
+"""python -m app [--host 127.0.0.1] [--port N] [--share] [--auth user:password]
+              [--backend toy|sd] [--model HUB_ID_OR_DIR] [--tuned LORA_OR_RUN] [--data PAIRS]
+              [--scorer NAME[=PATH]] [--allow DIR] [--out DIR] [--device cpu|cuda]
+
+Examples:
+    python -m app                                      # the embedded world, on http://127.0.0.1:7860
+    python -m app --backend sd --model runwayml/stable-diffusion-v1-5 --tuned runs/sd-dde \\
+        --scorer pickscore=/models/PickScore_v1 --scorer hps=/models/HPS_v2_compressed.pt
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m app", description="The DDE app (Gradio).")
+    parser = argparse.ArgumentParser(prog="python -m app", description="The DDE app (Gradio).",
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1, this machine only)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)),
                         help="port (default: $GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
     parser.add_argument("--auth", default=None, help="basic auth as user:password")
+    parser.add_argument("--backend", choices=["toy", "sd"], default="toy", help="toy: the embedded world (default)")
+    parser.add_argument("--model", default=None, help="base model: toy model dir, or SD hub id / local diffusers dir")
+    parser.add_argument("--tuned", default=None, help="default tuned model: a LoRA .safetensors or a run folder "
+                        "(toy default: the shipped DDE LoRA)")
+    parser.add_argument("--data", default=None, help="preference pairs for fine-tunes (default: the shipped toy pairs)")
+    parser.add_argument("--scorer", action="append", default=None, metavar="NAME[=PATH]",
+                        help="scorer for Compare/Evaluate: judge, clip, hps, pickscore (repeatable; toy default judge)")
+    parser.add_argument("--allow", action="append", default=[], metavar="DIR",
+                        help="a folder whose models/runs may be opened from the UI (repeatable)")
+    parser.add_argument("--out", default=str(ROOT / "outputs" / "app"),
+                        help="the app's output folder (runs, evaluations); the only folder it serves files from")
+    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available for sd)")
     args = parser.parse_args(argv)
     if args.auth is not None and ":" not in args.auth:
         parser.error("--auth must look like user:password")
+    if args.backend == "sd" and not args.model:
+        parser.error("--backend sd needs --model (a hub id or a local diffusers folder)")
     return args
+
+
+def make_runtime(args: argparse.Namespace):
+    from app.runtime import Runtime
+
+    scorers = None
+    if args.scorer:
+        scorers = dict((s.split("=", 1) + [None])[:2] for s in args.scorer)
+    tuned = args.tuned
+    if tuned and tuned != "tuned":
+        tuned = str(Path(tuned).resolve())
+        args.allow.append(tuned)
+    return Runtime(backend=args.backend, model=args.model, tuned=tuned, out=args.out, data=args.data,
+                   scorers=scorers, allow=args.allow, device=args.device)
+
+
+def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=None,
+           block: bool = True):
+    """Launch with the app's policy: one queue, files served only from the output folder."""
+    return demo.queue(default_concurrency_limit=1).launch(
+        server_name=host, server_port=port, share=share, auth=auth, allowed_paths=[str(runtime.out)],
+        prevent_thread_lock=not block, show_error=True)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    out = Path(args.out).resolve()
+    # Gradio's cache of files shown in the UI lives inside the output folder too
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(out / "gradio-cache"))
     from app.main import build_app
 
+    runtime = make_runtime(args)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    build_app().queue(default_concurrency_limit=1).launch(
-        server_name=args.host, server_port=args.port, share=args.share, auth=auth)
+    launch(build_app(runtime), runtime, host=args.host, port=args.port, share=args.share, auth=auth)
 
 
 if __name__ == "__main__":
