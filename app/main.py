@@ -205,8 +205,8 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                 status += f". Its LoRA is now a *tuned* choice in Compare and Evaluate (run folder `{job.run}`)."
         figs = _training_figures(job)
         lora = str(job.lora) if done and job.lora is not None else None
-        choices = gr.update(choices=model_choices()[1:]) if done else gr.update()
-        return (job.id, status, *figs, lora, choices, choices)
+        lists = refresh_choices() if done else (gr.update(),) * 5
+        return (job.id, status, *figs, lora, *lists)
 
     def _training_figures(job):
         frame = curves.training_curves_frame({job.id: str(job.run)}, ("loss", "implicit_acc", "reward_margin"))
@@ -293,7 +293,7 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                     with gr.Row():
                         base_gallery = gr.Gallery(label="Base model", columns=4, height=300, elem_id="base-gallery")
                         tuned_gallery = gr.Gallery(label="Tuned model", columns=4, height=300, elem_id="tuned-gallery")
-                    compare_info = gr.Markdown()
+                    compare_info = gr.Markdown(label="Info", elem_id="compare-info")
                     scores = gr.Dataframe(label="Scores per image", interactive=False)
                     base_strip = gr.Image(label="Base: x0 prediction along the trajectory (image 1)", type="pil")
                     tuned_strip = gr.Image(label="Tuned: x0 prediction along the trajectory (image 1)", type="pil")
@@ -315,7 +315,7 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                                           "weight", info="calibrated on that run's own schedule and data")
                 with gr.Column(scale=3):
                     plot = gr.Plot(label="Credit weights", elem_id="credit-plot")
-                    summary = gr.Markdown()
+                    summary = gr.Markdown(label="Summary")
             credit_inputs = [variants, preset, num_steps, log_y, cumulative, cal_run]
             for component in credit_inputs:
                 component.change(credit_view, credit_inputs, [plot, summary], api_visibility="private")
@@ -365,7 +365,8 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                         ft_start = gr.Button("Start fine-tune", variant="primary", elem_id="start-finetune")
                         ft_cancel = gr.Button("Cancel", variant="stop")
                 with gr.Column(scale=2):
-                    ft_status = gr.Markdown("No fine-tune started in this browser session.", elem_id="finetune-status")
+                    ft_status = gr.Markdown("No fine-tune started in this browser session.", label="Status",
+                                            elem_id="finetune-status")
                     with gr.Row():
                         ft_loss = gr.Plot(label="Loss")
                         ft_acc = gr.Plot(label="Implicit accuracy")
@@ -408,10 +409,11 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                     label="DDE vs Diffusion-DPO credit")
             refresh = gr.Button("Refresh model and run lists")
 
-        ft_outputs = [job_id, ft_status, ft_loss, ft_acc, ft_margin, ft_calplot, ft_file, tuned, est_model]
+        lists = [tuned, est_model, cal_run, emp_runs, ev_models]
+        ft_outputs = [job_id, ft_status, ft_loss, ft_acc, ft_margin, ft_calplot, ft_file, *lists]
         ft_start.click(finetune, ft_inputs, ft_outputs, api_name="finetune", concurrency_limit=16)
         ft_cancel.click(cancel, [job_id], [ft_status], api_name="cancel_finetune", concurrency_limit=16)
-        refresh.click(refresh_choices, None, [tuned, est_model, cal_run, emp_runs, ev_models],
+        refresh.click(refresh_choices, None, lists,
                       api_visibility="private")
     return demo
 
