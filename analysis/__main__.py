@@ -100,15 +100,21 @@ def cmd_evaluate(args) -> None:
 
 
 def _model_name(spec: str) -> str:
-    return spec if spec in ("base", "tuned") else Path(spec.removeprefix("sd:")).name
+    return spec if spec in ("base", "tuned") else Path(spec.split(":", 1)[-1].split("+")[-1]).name
 
 
 def _load_model(spec: str):
-    """A toy spec (see dde.backends.load_toy_spec) or ``sd:<hub id or directory>``."""
+    """A toy spec (see dde.backends.load_toy_spec), ``sd:<hub id or directory>`` or ``sdxl:<...>``;
+    ``sd:<model>+<lora .safetensors>`` adds a LoRA, ``sd:<model>+<unet folder>`` swaps the UNet."""
     from dde.backends import load_backend, load_toy_spec
 
-    if spec.startswith("sd:"):
-        return load_backend("sd", spec[3:])
+    for kind in ("sdxl", "sd"):
+        if spec.startswith(kind + ":"):
+            model, _, extra = spec[len(kind) + 1:].partition("+")
+            if not extra:
+                return load_backend(kind, model)
+            key = "lora" if extra.endswith(".safetensors") else "unet"
+            return load_backend(kind, model, **{key: extra})
     return load_toy_spec(spec)
 
 

@@ -1,5 +1,5 @@
 """python -m app [--host 127.0.0.1] [--port N] [--share] [--auth user:password]
-              [--backend toy|sd] [--model HUB_ID_OR_DIR] [--tuned LORA_OR_RUN] [--data PAIRS]
+              [--backend toy|sd|sdxl] [--model HUB_ID_OR_DIR] [--tuned LORA_OR_RUN] [--data PAIRS]
               [--scorer NAME[=PATH]] [--allow DIR] [--out DIR] [--device cpu|cuda]
 
 Examples:
@@ -25,8 +25,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="port (default: $GRADIO_SERVER_PORT, else 7860)")
     parser.add_argument("--share", action="store_true", help="ask Gradio for a public share link (off by default)")
     parser.add_argument("--auth", default=None, help="basic auth as user:password")
-    parser.add_argument("--backend", choices=["toy", "sd"], default="toy", help="toy: the embedded world (default)")
-    parser.add_argument("--model", default=None, help="base model: toy model dir, or SD hub id / local diffusers dir")
+    parser.add_argument("--backend", choices=["toy", "sd", "sdxl"], default="toy",
+                        help="toy: the embedded world (default); sd: Stable Diffusion 1.5; sdxl")
+    parser.add_argument("--model", default=None,
+                        help="base model: toy model dir, or an SD/SDXL hub id or local diffusers dir")
     parser.add_argument("--tuned", default=None, help="default tuned model: a LoRA .safetensors or a run folder "
                         "(toy default: the shipped DDE LoRA)")
     parser.add_argument("--data", default=None, help="preference pairs for fine-tunes (default: the shipped toy pairs)")
@@ -40,8 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.auth is not None and ":" not in args.auth:
         parser.error("--auth must look like user:password")
-    if args.backend == "sd" and not args.model:
-        parser.error("--backend sd needs --model (a hub id or a local diffusers folder)")
+    if args.backend != "toy" and not args.model:
+        parser.error(f"--backend {args.backend} needs --model (a hub id or a local diffusers folder)")
     return args
 
 

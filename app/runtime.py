@@ -196,7 +196,7 @@ class Runtime:
 
     @property
     def default_guidance(self) -> float:
-        return 2.0 if self.kind == "toy" else 7.5
+        return {"toy": 2.0, "sd": 7.5, "sdxl": 5.0}[self.kind]
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, run folder) of runs with logs: the shipped toy runs and this session's fine-tunes."""
@@ -236,13 +236,15 @@ class Runtime:
         if self.kind == "toy":
             return load_toy_spec(spec, self.model_path)
         if spec == "base":
-            return load_backend("sd", self.model_path, device=self.device)
+            return load_backend(self.kind, self.model_path, device=self.device)
         path = Path(spec)
         if (path / "final" / "lora.safetensors").is_file():
             path = path / "final" / "lora.safetensors"
         if path.suffix == ".safetensors":
-            return load_backend("sd", self.model_path, device=self.device, lora=str(path))
-        raise ValueError(f"{spec!r} is not a LoRA file or a run directory for the SD backend")
+            return load_backend(self.kind, self.model_path, device=self.device, lora=str(path))
+        if (path / "config.json").is_file() or (path / "unet" / "config.json").is_file():
+            return load_backend(self.kind, self.model_path, device=self.device, unet=str(path))
+        raise ValueError(f"{spec!r} is not a LoRA file, a run directory or a UNet folder for the {self.kind} backend")
 
     # ----- compare -----------------------------------------------------------------------------
     def compare(self, prompt: str, negative: str, seed: int, steps: int, guidance: float, n: int, tuned: str,

@@ -26,7 +26,7 @@ def _f(default: Any, help: str, **kw):  # noqa: A002 - "help" reads best at the 
 @dataclass
 class TrainConfig:
     # model
-    backend: str = _f("toy", "model backend: toy (the embedded world) or sd (Stable Diffusion 1.5)")
+    backend: str = _f("toy", "model backend: toy (the embedded world), sd (Stable Diffusion 1.5) or sdxl")
     model: str | None = _f(None, "model directory or hub id; None = the shipped toy base model")
     device: str | None = _f(None, "cpu, cuda, cuda:1 ...; None picks cuda when available")
     mixed_precision: str = _f("no", "no, fp16 or bf16 (GPU only)")
@@ -66,8 +66,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         errors = []
-        if self.backend not in ("toy", "sd"):
-            errors.append(f"backend must be toy or sd, got {self.backend!r}")
+        if self.backend not in ("toy", "sd", "sdxl"):
+            errors.append(f"backend must be toy, sd or sdxl, got {self.backend!r}")
         if self.variant not in credit.REGISTRY:
             errors.append(f"variant must be one of {', '.join(credit.REGISTRY)}, got {self.variant!r}")
         if self.weight_mode not in ("inside", "importance"):

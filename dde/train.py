@@ -62,7 +62,7 @@ def _load_backend(cfg: TrainConfig):
     from dde.backends import load_backend
 
     kwargs = {"device": cfg.device} if cfg.device else {}
-    if cfg.backend == "sd" and cfg.mixed_precision != "no":
+    if cfg.backend in ("sd", "sdxl") and cfg.mixed_precision != "no":
         kwargs["dtype"] = "fp32"  # master weights fp32; accelerate autocasts
     return load_backend(cfg.backend, cfg.model, **kwargs)
 

@@ -69,7 +69,7 @@ def test_lora_reference_and_roundtrip(backend, tiny_sd_dir, tmp_path):
 def test_bad_model_paths(tmp_path):
     with pytest.raises(ValueError, match="neither a local model directory nor a hub id"):
         load_backend("sd", str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="could not load a Stable Diffusion model"):
+    with pytest.raises(ValueError, match="could not load a Stable Diffusion 1.5 model"):
         load_backend("sd", str(tmp_path))
     with pytest.raises(ValueError, match="needs a model"):
         load_backend("sd", None)
@@ -82,3 +82,34 @@ def test_dtype_rules():
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="fp16 on the CPU"):
         resolve_dtype("fp16", torch.device("cpu"))
+
+
+def test_a_public_unet_checkpoint_replaces_the_unet_safetensors_only(backend, tiny_sd_dir, tmp_path):
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([300])
+    cond = backend.encode_prompts(["a"])
+    with torch.no_grad():
+        for p in backend.unet.parameters():
+            p.mul_(1.01)
+    tuned = backend.predict_eps(x, t, cond)
+    backend.unet.save_pretrained(tmp_path / "dpo-sd" / "unet")  # the layout public DPO checkpoints use
+    swapped = load_backend("sd", str(tiny_sd_dir), unet=str(tmp_path / "dpo-sd"))
+    torch.testing.assert_close(swapped.predict_eps(x, t, cond), tuned)
+    backend.unet.save_pretrained(tmp_path / "pickled", safe_serialization=False)
+    with pytest.raises(ValueError, match="could not load"):
+        load_backend("sd", str(tiny_sd_dir), unet=str(tmp_path / "pickled"))
+    with pytest.raises(ValueError, match="not a diffusers UNet folder"):
+        load_backend("sd", str(tiny_sd_dir), unet=str(tmp_path))
+
+
+def test_the_app_runtime_on_the_sd_backend(tiny_sd_dir, tmp_path):
+    from app.runtime import Runtime
+
+    lora_backend = load_backend("sd", str(tiny_sd_dir))
+    lora_backend.attach_lora(rank=2, init=False)
+    lora = lora_backend.save_lora(tmp_path / "allowed" / "lora.safetensors")
+    rt = Runtime(backend="sd", model=str(tiny_sd_dir), out=tmp_path / "out", allow=[str(tmp_path / "allowed")])
+    assert rt.default_tuned is None and rt.scorer_paths == {}
+    result = rt.compare("a red cat", "", 0, 3, 7.5, 2, str(lora))
+    assert len(result.base) == len(result.tuned) == 2 and list(result.scores.columns) == ["image", "seed"]
+    with pytest.raises(ValueError, match="outside the folders"):
+        rt.compare("a red cat", "", 0, 3, 7.5, 1, str(tiny_sd_dir))

@@ -6,18 +6,19 @@ from __future__ import annotations
 
 
 def load_backend(kind: str, path: str | None = None, **kwargs):
-    """``kind`` in ``toy`` (path defaults to the shipped base model) or ``sd`` (hub id or local dir)."""
+    """``kind`` in ``toy`` (path defaults to the shipped base model), ``sd`` (SD1.5 layout) or ``sdxl``
+    (hub id or local diffusers directory for both)."""
     if kind == "toy":
         from dde.backends.toy import ToyBackend
 
         return ToyBackend.load(path, **kwargs)
-    if kind == "sd":
-        from dde.backends.sd import SDBackend
+    if kind in ("sd", "sdxl"):
+        from dde.backends.sd import SDBackend, SDXLBackend
 
         if not path:
-            raise ValueError("the sd backend needs a model: a hub id or a local diffusers directory")
-        return SDBackend.load(path, **kwargs)
-    raise ValueError(f"unknown backend {kind!r}; known: toy, sd")
+            raise ValueError(f"the {kind} backend needs a model: a hub id or a local diffusers directory")
+        return (SDXLBackend if kind == "sdxl" else SDBackend).load(path, **kwargs)
+    raise ValueError(f"unknown backend {kind!r}; known: toy, sd, sdxl")
 
 
 def lora_base_model(path) -> str | None:

@@ -49,11 +49,11 @@ class SDBackend(Backend):
 
     @classmethod
     def load(cls, path: str, *, device: str | None = None, dtype: str = "auto", lora: str | None = None,
-             local_files_only: bool | None = None, revision: str | None = None) -> SDBackend:
-        """Load the components of an SD1.5-layout model from ``path`` (hub id or local directory)."""
-        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-        from transformers import CLIPTextModel, CLIPTokenizer
-
+             unet: str | None = None, local_files_only: bool | None = None, revision: str | None = None) -> SDBackend:
+        """Load the components of a model in diffusers layout from ``path`` (hub id or local
+        directory), optionally with a LoRA file, or with the UNet replaced by ``unet`` (a diffusers
+        UNet folder, or a model folder with a ``unet/`` subfolder, e.g. a public Diffusion-DPO
+        checkpoint). Weights load from safetensors only."""
         local = Path(path).is_dir()
         if not local and ("/" not in str(path) or str(path).startswith((".", "/"))):
             raise ValueError(f"{path} is neither a local model directory nor a hub id like 'org/name'")
@@ -61,19 +61,30 @@ class SDBackend(Backend):
             local_files_only = local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         kw = {"local_files_only": local_files_only, "revision": revision}
         try:
-            scheduler_config = dict(DDPMScheduler.load_config(path, subfolder="scheduler", **kw))
-            tokenizer = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw)
-            text_encoder = CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **kw)
-            vae = AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=torch.float32, **kw)
-            unet = UNet2DConditionModel.from_pretrained(path, subfolder="unet", **kw)
+            parts = cls._load_components(path, kw)
+            if unet is not None:
+                parts["unet"] = _load_unet(unet, kw)
         except (OSError, ValueError) as err:
             hint = " (offline: put the model in a local directory or the hub cache)" if local_files_only else ""
-            raise ValueError(f"could not load a Stable Diffusion model from {path}{hint}: {err}") from err
-        backend = cls(unet, vae, text_encoder, tokenizer, scheduler_config, device=device, dtype=dtype,
-                      model_path=str(path))
+            raise ValueError(f"could not load a {cls.title} model from {path}{hint}: {err}") from err
+        backend = cls(**parts, device=device, dtype=dtype, model_path=str(path))
         if lora is not None:
             backend.load_lora(lora)
         return backend
+
+    title = "Stable Diffusion 1.5"
+
+    @staticmethod
+    def _load_components(path: str, kw: dict) -> dict:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        w = {**kw, "use_safetensors": True}  # weights from safetensors only: nothing is unpickled
+        return {"scheduler_config": dict(DDPMScheduler.load_config(path, subfolder="scheduler", **kw)),
+                "tokenizer": CLIPTokenizer.from_pretrained(path, subfolder="tokenizer", **kw),
+                "text_encoder": CLIPTextModel.from_pretrained(path, subfolder="text_encoder", **w),
+                "vae": AutoencoderKL.from_pretrained(path, subfolder="vae", torch_dtype=torch.float32, **w),
+                "unet": UNet2DConditionModel.from_pretrained(path, subfolder="unet", **w)}
 
     @torch.no_grad()
     def encode_prompts(self, prompts: list[str]) -> torch.Tensor:
@@ -91,3 +102,57 @@ class SDBackend(Backend):
     @torch.no_grad()
     def latents_to_images(self, latents: torch.Tensor) -> torch.Tensor:
         return self.vae.decode(latents.to(self.device, torch.float32) / self.vae.config.scaling_factor).sample
+
+
+def _load_unet(path: str, kw: dict):
+    from diffusers import UNet2DConditionModel
+
+    sub = "unet" if (Path(path) / "unet" / "config.json").is_file() else None
+    if Path(path).is_dir() and not (Path(path) / (sub or "") / "config.json").is_file():
+        raise ValueError(f"{path} is not a diffusers UNet folder (no config.json, nor unet/config.json)")
+    return UNet2DConditionModel.from_pretrained(path, subfolder=sub, use_safetensors=True, **kw)
+
+
+class SDXLBackend(SDBackend):
+    """Stable Diffusion XL: two CLIP text encoders (penultimate hidden states, concatenated), the
+    second one's pooled projection and the size/crop ``time_ids`` as added conditions. The prompt
+    encoding is a dict (``prompt_embeds``, ``text_embeds``, ``time_ids``); the empty prompt is encoded
+    like any other for the unconditional branch. LoRA targets the UNet's attention projections."""
+
+    name = "sdxl"
+    title = "Stable Diffusion XL"
+    default_guidance = 5.0
+
+    def __init__(self, unet, vae, text_encoder, tokenizer, scheduler_config: dict, *, text_encoder_2, tokenizer_2,
+                 device: str | None = None, dtype: str = "auto", model_path: str | None = None) -> None:
+        super().__init__(unet, vae, text_encoder, tokenizer, scheduler_config, device=device, dtype=dtype,
+                         model_path=model_path)
+        self.text_encoder_2 = text_encoder_2.to(self.device, self.dtype).requires_grad_(False).eval()
+        self.tokenizer_2 = tokenizer_2
+
+    @staticmethod
+    def _load_components(path: str, kw: dict) -> dict:
+        from transformers import CLIPTextModelWithProjection, CLIPTokenizer
+
+        parts = SDBackend._load_components(path, kw)
+        parts["tokenizer_2"] = CLIPTokenizer.from_pretrained(path, subfolder="tokenizer_2", **kw)
+        parts["text_encoder_2"] = CLIPTextModelWithProjection.from_pretrained(path, subfolder="text_encoder_2",
+                                                                             use_safetensors=True, **kw)
+        return parts
+
+    @torch.no_grad()
+    def encode_prompts(self, prompts: list[str]) -> dict[str, torch.Tensor]:
+        states = []
+        for tokenizer, encoder in ((self.tokenizer, self.text_encoder), (self.tokenizer_2, self.text_encoder_2)):
+            ids = tokenizer(list(prompts), padding="max_length", max_length=tokenizer.model_max_length,
+                            truncation=True, return_tensors="pt").input_ids.to(self.device)
+            out = encoder(ids, output_hidden_states=True)
+            states.append(out.hidden_states[-2])
+        pooled = out.text_embeds  # the second encoder's pooled projection
+        size = self.latent_shape()[-1] * self.vae_scale
+        time_ids = torch.tensor([[size, size, 0, 0, size, size]] * len(prompts), device=self.device, dtype=self.dtype)
+        return {"prompt_embeds": torch.cat(states, dim=-1), "text_embeds": pooled, "time_ids": time_ids}
+
+    def _unet_forward(self, unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
+        return unet(x_t, t, encoder_hidden_states=cond["prompt_embeds"],
+                    added_cond_kwargs={"text_embeds": cond["text_embeds"], "time_ids": cond["time_ids"]}).sample
