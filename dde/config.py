@@ -62,6 +62,7 @@ class TrainConfig:
     # run
     output_dir: str = _f("runs/dde", "run directory (config, metrics, checkpoints)")
     checkpoint_every: int = _f(50, "steps between checkpoints")
+    max_skipped_steps: int = _f(20, "stop the run (status failed) after this many non-finite steps in a row")
     log_every: int = _f(1, "steps between metric rows")
 
     def __post_init__(self) -> None:
@@ -76,6 +77,8 @@ class TrainConfig:
             errors.append(f"objective must be preference or sft, got {self.objective!r}")
         if self.optimizer not in ("adamw", "adafactor"):
             errors.append(f"optimizer must be adamw or adafactor, got {self.optimizer!r}")
+        if not isinstance(self.max_skipped_steps, int) or self.max_skipped_steps < 1:
+            errors.append(f"max_skipped_steps must be an integer >= 1, got {self.max_skipped_steps!r}")
         if self.mixed_precision not in ("no", "fp16", "bf16"):
             errors.append(f"mixed_precision must be no, fp16 or bf16, got {self.mixed_precision!r}")
         for name, lo, hi in (("beta", 0, 1e7), ("lr", 0, 1.0)):

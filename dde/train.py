@@ -169,13 +169,14 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
         atomic_write_json(dict(session.backend.scheduler_config), run / "scheduler_config.json")
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.variant}",
                disable=not (progress and main), dynamic_ncols=True)
-    status, t0, done = "finished", time.time(), start
+    status, t0, done, skipped_in_a_row, error = "finished", time.time(), start, 0, None
     try:
         for step in bar:
             if cancel is not None and cancel.is_set():
                 raise Cancelled
             metrics = train_step(session, step)
             done = step + 1
+            skipped_in_a_row = skipped_in_a_row + 1 if metrics["skipped"] else 0
             metrics["seconds"] = round(time.time() - t0, 3)
             if main:
                 _log(run, cfg, done, metrics, session.state)
@@ -184,15 +185,23 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
                 _checkpoint(run, done, session)
             if on_step is not None and main:
                 on_step({"step": done, "steps": cfg.steps, **metrics})
+            if skipped_in_a_row >= cfg.max_skipped_steps:
+                status = "failed"
+                error = (f"{skipped_in_a_row} steps in a row had a non-finite loss or gradient (last: step {done}); "
+                         "the run stopped instead of diverging. Lower the learning rate or beta, or check the data.")
+                break
     except (Cancelled, KeyboardInterrupt):
         status = "cancelled"
     _checkpoint(run, done, session)
-    report = {"status": status, "step": done, "steps": cfg.steps, **_replica_check(session)}
+    report = {"status": status, "step": done, "steps": cfg.steps, **_replica_check(session),
+              **({"error": error} if error else {})}
     if main:
         if status == "finished":
             _finalise(run, session)
         atomic_write_json(report, run / "status.json")
     session.accelerator.wait_for_everyone()
+    if error:
+        raise RuntimeError(error)
     return run
 
 
@@ -348,6 +357,7 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path, main: bool) -> int:
             raise ValueError(f"{run} holds a run with a different config ({sorted(differs)}); "
                              "choose another output_dir or the same settings to resume")
         step = int(json.loads(latest.read_text())["step"])
+        _check_checkpoint(run / "checkpoints" / f"step-{step:07d}")  # before anything is rewritten
         if main:
             _truncate_logs(run, step)
             save_config(cfg, run / "config.yaml")
@@ -359,6 +369,29 @@ def _prepare_run_dir(cfg: TrainConfig, run: Path, main: bool) -> int:
         run.mkdir(parents=True, exist_ok=True)
         save_config(cfg, run / "config.yaml")
     return 0
+
+
+def _check_checkpoint(folder: Path) -> None:
+    """Every file of a checkpoint is present and readable (safetensors headers and sizes, JSON), or
+    ValueError naming it, so a failed resume changes nothing in the run directory."""
+    from safetensors import safe_open
+
+    problem = None
+    if not (folder / "state.json").is_file():
+        problem = "state.json is missing"
+    elif not list(folder.glob("*.safetensors")):
+        problem = "it holds no weights"
+    else:
+        try:
+            json.loads((folder / "state.json").read_text())
+            for path in sorted(folder.glob("*.safetensors")):
+                with safe_open(str(path), framework="pt") as handle:  # checks the header covers the file
+                    handle.keys()
+        except Exception as err:  # truncated or garbled files raise several exception types
+            problem = f"{type(err).__name__}: {err}"
+    if problem:
+        raise ValueError(f"checkpoint {folder} is missing or corrupt ({problem}); remove it or latest.json to "
+                         "resume from an earlier one")
 
 
 def _truncate_logs(run: Path, step: int) -> None:
@@ -504,6 +537,9 @@ def main(argv: list[str] | None = None) -> Path:
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from err
+    except RuntimeError as err:  # the run stopped itself (non-finite steps); status.json says why
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(1) from err
     print(run)
     return run
 
