@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -42,6 +43,11 @@ EXAMPLES = ["a big red circle on the left on a black background",
             "a small blue triangle at the top on a white background",
             "a big green square in the centre on a grey background",
             "a small yellow circle at the bottom on a white background"]
+# (setting, label, lo, hi): what the app lets a browser start; the CLI takes any valid config
+FINETUNE_LIMITS = (("steps", "steps", 1, 5000), ("lora_rank", "LoRA rank", 1, 128), ("beta", "beta", 1e-3, 1e6),
+                   ("lr", "learning rate", 1e-8, 1.0), ("calibration_batches", "calibration batches", 0, 64),
+                   ("batch_pairs", "pairs per step", 1, 256), ("seed", "seed", 0, 2**31 - 1),
+                   ("t_range", "t from", 0, 999))
 FINETUNE_VARIANTS = ["dde", "dpo", "dde-closed", "dde-step", "dde-single", "window", "gamma", "spo-window"]
 
 
@@ -166,14 +172,18 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
     # Fine-tune
     @user_errors
     def finetune(variant, beta, lr, steps, rank, t_lo, t_hi, cal_batches, batch_pairs, seed):
-        settings = {"variant": variant, "beta": float(beta), "lr": float(lr), "steps": _whole(steps, "steps"),
+        if variant not in FINETUNE_VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(FINETUNE_VARIANTS)}")
+        settings = {"variant": variant, "beta": _real(beta, "beta"), "lr": _real(lr, "learning rate"),
+                    "steps": _whole(steps, "steps"),
                     "lora_rank": _whole(rank, "LoRA rank"), "t_range": [_whole(t_lo, "t from"), _whole(t_hi, "t to")],
                     "calibration_batches": _whole(cal_batches, "calibration batches"),
                     "batch_pairs": _whole(batch_pairs, "pairs per step"), "seed": _whole(seed, "seed")}
-        if settings["lora_rank"] < 1:
-            raise ValueError("the app trains LoRAs: the rank must be at least 1")
-        if settings["steps"] > 5000:
-            raise ValueError("at most 5000 steps from the app; use python -m dde.train for longer runs")
+        for key, name, lo, hi in FINETUNE_LIMITS:
+            value = settings[key][0] if key == "t_range" else settings[key]
+            if not lo <= value <= hi:
+                raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}] in the app, got {value:g} "
+                                 "(python -m dde.train takes any valid config)")
         job = rt.submit(settings)
         yield from _follow(job)
 
@@ -232,7 +242,10 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
     def evaluate(source, upload, max_prompts, models, scorers, seeds, steps, progress=gr.Progress()):
         from analysis.evaluate import summarise
 
-        prompts = _prompt_set(source, upload)[: _whole(max_prompts, "prompts")]
+        limit = _whole(max_prompts, "the number of prompts")
+        if limit < 1:
+            raise ValueError("the number of prompts must be at least 1")
+        prompts = _prompt_set(source, upload)[:limit]
         names = ["base", *[m for m in models if m != "base"]]
         progress(0, desc="evaluating")
         table = rt.evaluate(prompts, names, scorers, seeds, steps, progress=lambda f, d: progress(f, desc=d))
@@ -429,10 +442,21 @@ def _score_captions(scores: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
+def _real(value, name: str) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    return number
+
+
 def _whole(value, name: str) -> int:
-    if value is None or float(value) != int(float(value)):
+    number = _real(value, name)
+    if number != int(number):
         raise ValueError(f"{name} must be a whole number, got {value}")
-    return int(float(value))
+    return int(number)
 
 
 def _prompt_set(source: str, upload) -> list[str]:

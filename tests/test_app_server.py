@@ -3,6 +3,7 @@
 
 import os
 import socket
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -152,3 +153,77 @@ def test_in_a_real_browser(server):
         finally:
             browser.close()
     assert all((SCREENSHOTS / f"{n}.png").stat().st_size > 10_000 for n in ("compare", "credit", "finetune"))
+
+
+@pytest.mark.slow
+def test_concurrent_clients_while_a_fine_tune_runs(server):
+    """Three clients generate (distinct seeds) while a fine-tune trains: every request is answered
+    with exactly what the same request gives alone."""
+    import threading
+
+    from gradio_client import Client
+
+    url, rt = server
+    alone = {seed: rt.compare(PROMPT, "", seed, 3, 2.0, 1, "tuned").scores for seed in range(6)}
+    job = rt.submit({"variant": "dpo", "steps": 15, "batch_pairs": 4, "calibration_batches": 0, "lora_rank": 2})
+    answers, errors = {}, []
+
+    def user(seeds):
+        client = Client(url, verbose=False)
+        for seed in seeds:
+            try:
+                _, _, scores, *_ = client.predict(PROMPT, "", seed, 3, 2.0, 1, "tuned", api_name="/compare")
+                answers[seed] = (scores, time.time())
+            except Exception as err:  # collected: the assertion below names it
+                errors.append(repr(err))
+
+    threads = [threading.Thread(target=user, args=(seeds,)) for seeds in ((0, 1), (2, 3), (4, 5))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not errors and sorted(answers) == list(range(6))
+    for seed, (scores, _) in answers.items():
+        assert scores["data"][0][1] == seed
+        assert scores["data"][0][2:] == alone[seed].iloc[0, 2:].tolist()
+    while job.state in ("queued", "running"):
+        time.sleep(0.2)
+    assert job.state == "finished"
+    overlap = [t for _, t in answers.values() if job.started <= t <= job.ended]
+    assert overlap, "no request was answered while the fine-tune ran"
+
+
+def test_fuzzed_inputs_get_a_result_or_a_message_and_the_server_stays_up(client):
+    import random
+
+    from gradio_client.exceptions import AppError
+
+    rng = random.Random(0)
+    texts = ["", " ", "x" * 5000, "\U0001F642" * 300, "a big red circle \u202e on the left", "\x00", "null",
+             "../../../../etc/passwd", "\uff41\uff42\uff43", "<script>alert(1)</script>", PROMPT]
+    numbers = [-1, 0, 1, 3.5, 1e9, -1e9, 2**40, 25]
+    endpoints = {
+        "/compare": lambda: (rng.choice(texts), rng.choice(texts), rng.choice(numbers), rng.choice(numbers),
+                             rng.choice([-5, 0, 2.0, 1e6]), rng.choice(numbers), rng.choice(texts + ["tuned"])),
+        "/credit_plot": lambda: (rng.sample(["dpo", "dde", "window", "nope"], 2), rng.choice(texts),
+                                 rng.choice(numbers), True, False, rng.choice(texts)),
+        "/estimation": lambda: (rng.choice(texts + ["base"]), rng.choice([-4, 0, 3, 1e9]), True),
+        "/evaluate": lambda: (rng.choice(["held-out toy scenes", "uploaded text file", "nope"]), None,
+                              rng.choice([-1, 0, 1.5, 1e9]), [rng.choice(["base", "tuned", "/etc"])], ["judge"],
+                              rng.choice([0, 9, 1.5]), rng.choice(numbers)),
+        "/finetune": lambda: ("dpo", rng.choice([-1, 0, 1e12]), rng.choice([0, -1, 10]), rng.choice([0, 1.5, 1e9]),
+                              rng.choice([0, 1e6]), 0, 1000, 1, rng.choice([0, 2**40]), 0),
+    }
+    answered = 0
+    for _ in range(40):
+        name = rng.choice(sorted(endpoints))
+        args = endpoints[name]()
+        try:
+            client.predict(*args, api_name=name)
+        except AppError as err:
+            assert str(err).strip(), f"{name}{args}: an error without a message"
+        except ValueError as err:  # refused by the client's own input checks before sending
+            assert str(err).strip()
+        answered += 1
+    assert answered == 40
+    assert len(client.predict(PROMPT, "", 0, 2, 2.0, 1, "tuned", api_name="/compare")[0]) == 1
