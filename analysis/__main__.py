@@ -186,8 +186,9 @@ def _estimation(args, table=None):
 def _evaluate_args(parser: argparse.ArgumentParser, *, models: bool = True) -> None:
     if models:
         parser.add_argument("--models", nargs="+", default=["base", "tuned"],
-                            help="base, tuned, a LoRA file, a run directory, a toy model directory, or sd:<hub id "
-                            "or directory>; the first is the baseline")
+                            help="base, tuned, a LoRA file, a run directory, a toy model directory, or "
+                            "sd:|sdxl:<hub id or directory>[+<LoRA .safetensors or UNet folder>]; the first is the "
+                            "baseline")
     parser.add_argument("--prompts", default="held-out", help="held-out, or a text file with one prompt per line")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N prompts")
     parser.add_argument("--seeds", type=int, default=2)
