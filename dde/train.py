@@ -162,8 +162,16 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
     ``cancel`` is checked between steps. Either way the run checkpoints before returning.
     """
     run = Path(cfg.output_dir)
+    existed, fresh = run.exists(), not (run / "checkpoints" / "latest.json").is_file()
     start = _prepare_run_dir(cfg, run, _is_main_process())
-    session = setup(cfg, start=start, run=run)
+    try:
+        session = setup(cfg, start=start, run=run)
+    except BaseException:  # bad data or model: leave no half-made run behind
+        if fresh and _is_main_process():
+            (run / "config.yaml").unlink(missing_ok=True)
+            if not existed:
+                shutil.rmtree(run, ignore_errors=True)
+        raise
     main = session.accelerator.is_main_process
     if main:  # the schedule of the run, for its calibrated weights in analysis
         atomic_write_json(dict(session.backend.scheduler_config), run / "scheduler_config.json")

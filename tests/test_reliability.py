@@ -107,3 +107,22 @@ def test_a_run_that_stays_non_finite_stops_and_says_so(world, tmp_path, monkeypa
     status = json.loads((tmp_path / "inf" / "status.json").read_text())
     assert status["status"] == "failed" and "non-finite" in status["error"]
     assert not (tmp_path / "inf" / "final").exists()
+
+
+def test_bad_data_leaves_no_run_directory(world, tmp_path):
+    import pandas as pd
+
+    pd.DataFrame({"caption": ["x"], "jpg_0": [b"x"]}).to_parquet(tmp_path / "bad.parquet")
+    with pytest.raises(ValueError, match="lacks the column"):
+        train(TrainConfig(**_settings(world, tmp_path / "new-run", data=str(tmp_path / "bad.parquet"))),
+              progress=False)
+    assert not (tmp_path / "new-run").exists()
+    frame = rendered_pairs(4)
+    frame.loc[1, "jpg_0"] = b"GIF89a not really"
+    frame.to_parquet(tmp_path / "badimg.parquet")
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="jpg_0 of pair 1 is not a readable image"):
+        train(TrainConfig(**_settings(world, tmp_path / "kept", data=str(tmp_path / "badimg.parquet"),
+                                      val_fraction=0.0)), progress=False)
+    assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["notes.txt"]
