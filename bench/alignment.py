@@ -343,6 +343,10 @@ def _results_md(meta, summary, curve, weights, tuning, out: Path, results_path: 
     verdict = _verdict(s) if {"dde", "dpo"} <= set(s.index) else "dpo and dde were not both run."
     curve_md = (markdown_table(curve.pivot(index="step", columns="series", values="value").reset_index())
                 if len(curve) else "")
+    discussion = ""
+    if (out / "discussion.md").is_file():  # hand-written after reading the numbers, kept apart from them
+        discussion = ("\n## Discussion\n\n(Written by hand after reading the numbers above: "
+                      f"`{rel(out / 'discussion.md')}`.)\n\n" + (out / "discussion.md").read_text().strip() + "\n")
     shapes = "\n".join(f"- {v}: {_peak(weights, v)}" for v in meta["variants"]) if len(weights) else ""
     return f"""# Results: the alignment study on the embedded world
 
@@ -391,7 +395,7 @@ Calibrated variants use each run's final calibration table (mean over seeds):
 ## Reading
 
 {verdict}
-
+{discussion}
 {chr(10).join('- ' + n for n in notes)}
 """
 
