@@ -44,21 +44,29 @@ def rendered_pairs(n: int, seed: int = 0) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _letter_vocab() -> dict[str, int]:
+    """A CLIP vocabulary of single letters (no merges): enough to tokenize any lowercase prompt."""
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for suffix in ("", "</w>"):
+        for ch in string.ascii_lowercase:
+            vocab[ch + suffix] = len(vocab)
+    return vocab
+
+
+def _tiny_text_config(vocab_size: int) -> dict:
+    return dict(vocab_size=vocab_size, hidden_size=32, intermediate_size=37, num_hidden_layers=2, num_attention_heads=4,
+                max_position_embeddings=16, eos_token_id=1, bos_token_id=0, pad_token_id=1)
+
+
 def tiny_sd_pipeline(path: str | Path, seed: int = 0) -> Path:
     """Save a tiny random StableDiffusionPipeline (SD1.5 layout, PNDM scheduler config) to ``path``."""
     from diffusers import AutoencoderKL, PNDMScheduler, StableDiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
     torch.manual_seed(seed)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for ch in string.ascii_lowercase:
-            vocab[ch + suffix] = len(vocab)
+    vocab = _letter_vocab()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
-    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37,
-                                                num_hidden_layers=2, num_attention_heads=4,
-                                                max_position_embeddings=16, eos_token_id=1, bos_token_id=0,
-                                                pad_token_id=1))
+    text_encoder = CLIPTextModel(CLIPTextConfig(**_tiny_text_config(len(vocab))))
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
                                 block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
@@ -83,13 +91,8 @@ def tiny_sdxl_pipeline(path: str | Path, seed: int = 0) -> Path:
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
     torch.manual_seed(seed)
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for ch in string.ascii_lowercase:
-            vocab[ch + suffix] = len(vocab)
-    text = dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                num_attention_heads=4, max_position_embeddings=16, eos_token_id=1, bos_token_id=0, pad_token_id=1,
-                hidden_act="gelu", projection_dim=32)
+    vocab = _letter_vocab()
+    text = {**_tiny_text_config(len(vocab)), "hidden_act": "gelu", "projection_dim": 32}
     tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
     tokenizer_2 = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=16)
     unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
