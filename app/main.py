@@ -23,14 +23,23 @@ from dde.config import field_help  # noqa: E402
 
 ABOUT = """**DDE (Denoised Distribution Estimation)** aligns a text-to-image diffusion model with human
 preferences through a DPO-style loss whose per-timestep credit comes from estimating the terminal
-denoised distribution from every step: a stepwise estimate from T down to t and a single-shot DDIM
+denoised distribution from every step t: a stepwise estimate from T down to t and a single-shot DDIM
 estimate from t to 0. Their product concentrates the credit on the middle of the trajectory, where
-the image's content is decided; Diffusion-DPO gives every timestep the same credit.
+the image's content is decided; Diffusion-DPO gives every timestep the same credit. It costs one
+model evaluation per image per step, as Diffusion-DPO does.
 
-The formulas here are *DDE as derived in this project from the paper's published description*
-(arXiv 2411.14871), not the authors' code; they live in one module, `dde/credit.py`, and
-`docs/method.md`-style derivations are in the repository's docs. The figure shows the closed-form
-DDE weight against Diffusion-DPO's uniform weight on Stable Diffusion's noise schedule.
+**Which formulas are ours.** The method comes from "Preference Alignment for Diffusion Model via
+Explicit Denoised Distribution Estimation" (Shi, Wang, Li, Chu, arXiv 2411.14871). The credit
+weights here are *DDE as derived in this project from the paper's published description*, not the
+paper's own equations: the reliability of the single-shot estimate
+rho_t = clip(1 - s_t r_t / v, rho_min, 1) with s_t = (1 - alpha_bar_t) / alpha_bar_t, the
+calibration table r_t (the reference model's eps error, EMA-updated), the factors rho_t
+(single-shot) and 1 - rho_t (stepwise), and the DDE weight w(t) = rho_t (1 - rho_t), mean 1 over
+the training range. The Diffusion-DPO loss they multiply is Diffusion-DPO's. All of it lives in
+one module, `dde/credit.py`, so the paper's exact closed form can be swapped in there.
+
+The figure: the uncalibrated DDE weight (alpha_bar (1 - alpha_bar)) against Diffusion-DPO's uniform
+weight on Stable Diffusion's schedule; it peaks at t = 354.
 
 **Tabs.** *Compare*: base vs tuned from the same noise, with scores and the x0 predictions along
 the trajectory. *Credit assignment*: the weights of every variant, a run's calibrated DDE weight,
