@@ -15,21 +15,44 @@ def rt(tmp_path_factory):
     return Runtime(out=tmp_path_factory.mktemp("app"))
 
 
-def test_lane_is_first_come_first_served_and_the_holder_can_step_aside():
+def test_the_lane_runs_everything_on_one_thread_in_order_and_lets_queued_work_in():
     lane, order = Lane(), []
-    lane._acquire("trainer")
-    waiter = threading.Thread(target=lambda: [lane._acquire("click"), order.append("click"), lane._release()])
-    waiter.start()
-    while lane.waiting == 0:
+    threads = set()
+    release = threading.Event()
+
+    def long_task():  # a fine-tune: waits for work to queue up, then lets it in between "steps"
+        threads.add(threading.get_ident())
+        release.wait(5)
+        order.append("step 1")
+        ran = lane.let_others_go()
+        order.append("step 2")
+        return ran
+
+    def click(name):
+        threads.add(threading.get_ident())
+        order.append(name)
+        return name
+
+    results = {}
+    trainer = threading.Thread(target=lambda: results.update(trainer=lane.run("fine-tune", long_task)))
+    trainer.start()
+    while lane.holder != "fine-tune":
         time.sleep(0.01)
-    lane.let_others_go("trainer")  # the click runs now, then the trainer gets the lane back
-    order.append("trainer")
-    lane._release()
-    waiter.join(5)
-    assert order == ["click", "trainer"]
-    lane._acquire("trainer")
-    lane.let_others_go("trainer")  # with an empty line it keeps the lane
-    assert lane.holder == "trainer" and lane.waiting == 0
+    users = [threading.Thread(target=lambda n=n: results.update({n: lane.run(n, click, n)})) for n in ("a", "b")]
+    for u in users:
+        u.start()
+        while lane.waiting < users.index(u) + 1:
+            time.sleep(0.01)
+    release.set()
+    for t in (trainer, *users):
+        t.join(5)
+    assert order == ["step 1", "a", "b", "step 2"]
+    assert results == {"trainer": 2, "a": "a", "b": "b"} and len(threads) == 1
+    with pytest.raises(ZeroDivisionError):  # errors reach the caller; the lane keeps working
+        lane.run("bad", lambda: 1 / 0)
+    assert lane.run("after", lambda: "ok") == "ok"
+    with pytest.raises(RuntimeError, match="for work running on the lane"):
+        lane.let_others_go()
 
 
 def test_paths_from_the_ui_are_confined(tmp_path):
