@@ -1,10 +1,8 @@
-import socket
-
 import pytest
 
 from analysis import curves
 from app.__main__ import parse_args
-from app.main import build_app, credit_plot
+from app.main import credit_plot
 
 
 def test_credit_plot_handler_returns_a_figure_and_a_summary():
@@ -30,24 +28,3 @@ def test_defaults_bind_locally(monkeypatch):
     monkeypatch.setenv("GRADIO_SERVER_PORT", "7999")
     assert parse_args([]).port == 7999
     assert parse_args(["--port", "8001"]).port == 8001
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_app_serves_the_credit_endpoint():
-    from gradio_client import Client
-
-    demo = build_app()
-    port = _free_port()
-    demo.queue().launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        fig, table = client.predict(["dde"], "linear (DDPM)", 1000, True, False, api_name="/credit_plot")
-        assert "dde" in table and "peak t" in table
-        assert fig is not None
-    finally:
-        demo.close()
