@@ -187,7 +187,6 @@ class Runtime:
         self.roots = [self.out, ROOT / "assets", ROOT / "runs", *(Path(a) for a in allow or [])]
         self.lane = Lane()
         self._models: collections.OrderedDict = collections.OrderedDict()
-        self._models_lock = threading.Lock()
         self._cache: dict = {}
         self.jobs: dict[str, Job] = {}
         self._queue: collections.deque[str] = collections.deque()
@@ -232,16 +231,13 @@ class Runtime:
         return str(allowed_path(spec, self.roots))
 
     def model(self, spec: str):
-        """The backend for ``spec`` (cached, last four). Call inside the lane."""
-        with self._models_lock:
-            if spec in self._models:
-                self._models.move_to_end(spec)
-                return self._models[spec]
-        backend = self._load(spec)
-        with self._models_lock:
-            self._models[spec] = backend
-            while len(self._models) > 4:
-                self._models.popitem(last=False)
+        """The backend for ``spec`` (cached, last four). Only work on the lane calls it."""
+        if spec in self._models:
+            self._models.move_to_end(spec)
+            return self._models[spec]
+        backend = self._models[spec] = self._load(spec)
+        while len(self._models) > 4:
+            self._models.popitem(last=False)
         return backend
 
     def _load(self, spec: str):
@@ -374,13 +370,11 @@ class Runtime:
             self._run(job)
 
     def _run(self, job: Job) -> None:
-        from dde.train import Cancelled, train
+        from dde.train import train
 
-        def on_step(metrics: dict) -> None:
+        def on_step(metrics: dict) -> None:  # the trainer checks job.cancel before every step
             job.metrics.append(metrics)
             self.lane.let_others_go()
-            if job.cancel.is_set():
-                raise Cancelled
 
         try:
             self.lane.run(f"fine-tune {job.id}", train, job.cfg, on_step=on_step, cancel=job.cancel, progress=False)
