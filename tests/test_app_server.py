@@ -87,13 +87,18 @@ def test_estimation_endpoint(client):
 
 
 def test_finetune_then_use_the_run(client, server):
-    out = client.predict("dpo", 500, 3e-4, 3, 2, 0, 1000, 1, 2, 0, api_name="/finetune")
+    out = client.predict("dde", 500, 3e-4, 3, 2, 0, 1000, 1, 2, 0, api_name="/finetune")
     status, loss, acc, margin, cal, lora, *_ = out
-    assert "finished" in status and loss["type"] == "plotly"
+    assert "finished" in status and loss["type"] == "plotly" and cal["type"] == "plotly"
     assert Path(lora).is_file() and lora.endswith("lora.safetensors")
     run_lora = next(v for k, v in server[1].tuned_choices() if k.startswith("run "))
     base, tuned, *_ = client.predict(PROMPT, "", 0, 2, 2.0, 1, run_lora, api_name="/compare")
     assert len(tuned) == 1
+    # the run is now offered by the credit tab's menus of this session
+    run = str(Path(run_lora).parents[1])
+    _, table = client.predict(["dpo"], "linear (DDPM)", 1000, False, False, run, api_name="/credit_plot")
+    assert f"dde calibrated ({Path(run).name})" in table
+    assert client.predict([run], api_name="/empirical_credit")["type"] == "plotly"
 
 
 def test_evaluate_endpoint(client):
