@@ -105,7 +105,8 @@ def credit_plot(variants: list[str], preset: str, num_steps: float, log_y: bool,
     lo, hi = round(0.2 * schedule.T), round(0.7 * schedule.T)
     mass = curves.mass_in_range(frame, lo, hi)
     peaks = frame.loc[frame.groupby("series", sort=False).value.idxmax()].set_index("series").t
-    summary = "\n".join(f"| {n} | {int(peaks[n])} | {mass[n]:.1%} |" for n in mass.index)
+    flat = frame[frame.value > 0].groupby("series", sort=False).value.agg(lambda v: v.max() - v.min() < 1e-9)
+    summary = "\n".join(f"| {n} | {'flat' if flat[n] else int(peaks[n])} | {mass[n]:.1%} |" for n in mass.index)
     table = f"| variant | peak t | weight in [{lo}, {hi}) |\n|---|---|---|\n{summary}"
     return plots.credit_weights_figure(frame, log_y=log_y, cumulative=cumulative), table
 
@@ -333,8 +334,10 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                     num_steps = gr.Number(1000, label="T (training timesteps)", precision=0)
                     log_y = gr.Checkbox(False, label="Log scale")
                     cumulative = gr.Checkbox(False, label="Cumulative mass")
-                    cal_run = gr.Dropdown([("", "")] + run_choices(), value="", label="Overlay a run's calibrated DDE "
-                                          "weight", info="calibrated on that run's own schedule and data")
+                    shipped_dde = next((v for k, v in run_choices() if k == "shipped dde run"), "")
+                    cal_run = gr.Dropdown([("", "")] + run_choices(), value=shipped_dde,
+                                          label="Overlay a run's calibrated DDE weight",
+                                          info="calibrated on that run's own schedule and data")
                 with gr.Column(scale=3):
                     plot = gr.Plot(label="Credit weights", elem_id="credit-plot")
                     summary = gr.Markdown(label="Summary")
@@ -348,6 +351,8 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
                 emp_button = gr.Button("Plot measured credit")
             emp_plot = gr.Plot(label="Empirical credit")
             emp_button.click(empirical, [emp_runs], [emp_plot], api_name="empirical_credit")
+            if emp_runs.value:
+                demo.load(empirical, [emp_runs], [emp_plot], api_visibility="private")
 
         with gr.Tab("Estimation error"):
             gr.Markdown("Error of the terminal-sample estimate from step t (method.md section 6): the single-shot "
