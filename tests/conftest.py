@@ -24,6 +24,17 @@ def sd_schedule() -> NoiseSchedule:
     return NoiseSchedule.from_scheduler_config(SD_CONFIG)
 
 
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A tiny random toy model and 40 rendered preference pairs: (folder, model dir)."""
+    from dde.testing import rendered_pairs, tiny_toy_model
+
+    root = tmp_path_factory.mktemp("world")
+    model = tiny_toy_model(root / "model")
+    rendered_pairs(40).to_parquet(root / "pairs.parquet")
+    return root, model
+
+
 def require_chromium() -> str:
     """Path of Debian's chromium. Without it a test skips on a workstation but FAILS under CI=true,
     where .ci/run must have installed it (apt-get install -y chromium)."""

@@ -12,18 +12,10 @@ from pathlib import Path
 import pytest
 
 from dde.config import TrainConfig
-from dde.testing import rendered_pairs, tiny_toy_model
+from dde.testing import rendered_pairs
 from dde.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("faults")
-    model = tiny_toy_model(root / "model")
-    rendered_pairs(40).to_parquet(root / "pairs.parquet")
-    return root, model
 
 
 def _settings(world, out, **kw) -> dict:

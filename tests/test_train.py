@@ -9,16 +9,8 @@ import yaml
 
 from dde import credit
 from dde.config import TrainConfig, field_help, from_dict, load_config, save_config
-from dde.testing import rendered_pairs, tiny_toy_model
+from dde.testing import rendered_pairs
 from dde.train import Cancelled, parse_overrides, train
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    root = tmp_path_factory.mktemp("train")
-    model = tiny_toy_model(root / "model")
-    rendered_pairs(40).to_parquet(root / "pairs.parquet")
-    return root, model
 
 
 def _cfg(world, name, **kw) -> TrainConfig:
