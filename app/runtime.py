@@ -42,9 +42,9 @@ class Lane:
     """One long-lived thread runs every piece of model work, first come first served.
 
     ``run(who, fn)`` queues ``fn`` and waits for its result (exceptions re-raised in the caller). A
-    single thread rather than a lock: torch work hopping between Gradio's worker threads runs ~1.6x
-    slower on a CPU than on one warm thread (measured: 4 images x 2 models x 25 steps, 3.4 s on one
-    thread, 5.2-6.0 s on fresh threads). A task running on the lane (a fine-tune) calls
+    single thread rather than a lock: torch work hopping between Gradio's worker threads ran slower
+    on a CPU than on one warm thread (``python -m bench.app_latency``, 2 cores: Compare through the
+    app took 5.46 s with a lock and 3.61 s on the lane thread). A task running on the lane (a fine-tune) calls
     :meth:`let_others_go` between steps to run the work queued meanwhile.
     """
 
