@@ -12,7 +12,6 @@ CSV and one HTML figure per curve, and manifest.json.
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
@@ -135,10 +134,7 @@ def cmd_curves(args) -> None:
         emp = curves.empirical_credit_frame(runs)
         written["empirical_credit"] = (emp, plots.empirical_credit_figure(emp))
         for name, run in runs.items():
-            cfg_path = Path(run) / "scheduler_config.json"
-            sched = curves.NoiseSchedule.from_scheduler_config(json.loads(cfg_path.read_text())) \
-                if cfg_path.is_file() else schedule
-            cal = curves.calibration_frame(run, sched, every=args.every)
+            cal = curves.calibration_frame(run, curves.run_schedule(run, schedule), every=args.every)
             if not cal.empty:
                 written[f"calibration_{name}"] = (cal, plots.calibration_figure(cal))
     if args.estimation:

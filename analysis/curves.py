@@ -137,6 +137,15 @@ def calibration_frame(run: str, schedule: NoiseSchedule, every: int = 1) -> pd.D
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "t", "r", "w_dde"])
 
 
+def run_schedule(run, fallback: NoiseSchedule | None = None) -> NoiseSchedule | None:
+    """The noise schedule a run trained with (its scheduler_config.json), else ``fallback``."""
+    import json
+    from pathlib import Path
+
+    path = Path(run) / "scheduler_config.json"
+    return NoiseSchedule.from_scheduler_config(json.loads(path.read_text())) if path.is_file() else fallback
+
+
 def calibration_table_from_run(run: str, T: int) -> credit.CalibrationTable | None:  # noqa: N803
     """The run's calibration table as last logged (calibration.jsonl), or None if it has none."""
     rows = _jsonl(f"{run}/calibration.jsonl")

@@ -5,8 +5,7 @@ the runtime. A ValueError from below becomes a message in the UI (gr.Error), nev
 from __future__ import annotations
 
 import functools
-import json
-import math
+import inspect
 import os
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import gradio as gr  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from analysis import curves, plots  # noqa: E402
-from app.runtime import MAX_IMAGES, MAX_STEPS, Runtime  # noqa: E402
+from app.runtime import MAX_IMAGES, MAX_STEPS, Runtime, finite_number, whole_number  # noqa: E402
 from dde import credit  # noqa: E402
 from dde.config import field_help  # noqa: E402
 
@@ -52,17 +51,17 @@ EXAMPLES = ["a big red circle on the left on a black background",
             "a small blue triangle at the top on a white background",
             "a big green square in the centre on a grey background",
             "a small yellow circle at the bottom on a white background"]
-# (setting, label, lo, hi): what the app lets a browser start; the CLI takes any valid config
-FINETUNE_LIMITS = (("steps", "steps", 1, 5000), ("lora_rank", "LoRA rank", 1, 128), ("beta", "beta", 1e-3, 1e6),
-                   ("lr", "learning rate", 1e-8, 1.0), ("calibration_batches", "calibration batches", 0, 64),
-                   ("batch_pairs", "pairs per step", 1, 256), ("seed", "seed", 0, 2**31 - 1),
-                   ("t_range", "t from", 0, 999))
+# setting -> (label, lo, hi): what the app lets a browser start; the CLI takes any valid config
+FINETUNE_LIMITS = {"steps": ("steps", 1, 5000), "lora_rank": ("LoRA rank", 1, 128), "beta": ("beta", 1e-3, 1e6),
+                   "lr": ("learning rate", 1e-8, 1.0), "calibration_batches": ("calibration batches", 0, 64),
+                   "batch_pairs": ("pairs per step", 1, 256), "seed": ("seed", 0, 2**31 - 1),
+                   "t_from": ("t from", 0, 999), "t_to": ("t to", 1, 1000)}
 FINETUNE_VARIANTS = ["dde", "dpo", "dde-closed", "dde-step", "dde-single", "window", "gamma", "spo-window"]
 
 
 def user_errors(fn):
     """Turn ValueError (bad input, missing file) into a UI message; works for generators too."""
-    if _is_generator(fn):
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def gen(*args, **kwargs):
             try:
@@ -78,12 +77,6 @@ def user_errors(fn):
         except ValueError as err:
             raise gr.Error(str(err)) from err
     return call
-
-
-def _is_generator(fn) -> bool:
-    import inspect
-
-    return inspect.isgeneratorfunction(fn)
 
 
 # ----- credit assignment (pure: no model work) ------------------------------------------------------
@@ -114,9 +107,7 @@ def credit_plot(variants: list[str], preset: str, num_steps: float, log_y: bool,
 def _calibrated_frame(run: str, schedule) -> pd.DataFrame:
     """The calibrated DDE weight of a run (its last calibration table) on ``schedule``."""
     path = Path(run)
-    cfg = path / "scheduler_config.json"
-    if cfg.is_file():
-        schedule = curves.NoiseSchedule.from_scheduler_config(json.loads(cfg.read_text()))
+    schedule = curves.run_schedule(path, schedule)
     table = curves.calibration_table_from_run(str(path), schedule.T)
     if table is None:
         raise ValueError(f"run {path.name} has no calibration table (only calibrated DDE runs log one)")
@@ -184,16 +175,14 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
     def finetune(variant, beta, lr, steps, rank, t_lo, t_hi, cal_batches, batch_pairs, seed):
         if variant not in FINETUNE_VARIANTS:
             raise ValueError(f"variant must be one of {', '.join(FINETUNE_VARIANTS)}")
-        settings = {"variant": variant, "beta": _real(beta, "beta"), "lr": _real(lr, "learning rate"),
-                    "steps": _whole(steps, "steps"),
-                    "lora_rank": _whole(rank, "LoRA rank"), "t_range": [_whole(t_lo, "t from"), _whole(t_hi, "t to")],
-                    "calibration_batches": _whole(cal_batches, "calibration batches"),
-                    "batch_pairs": _whole(batch_pairs, "pairs per step"), "seed": _whole(seed, "seed")}
-        for key, name, lo, hi in FINETUNE_LIMITS:
-            value = settings[key][0] if key == "t_range" else settings[key]
-            if not lo <= value <= hi:
-                raise ValueError(f"{name} must lie in [{lo:g}, {hi:g}] in the app, got {value:g} "
-                                 "(python -m dde.train takes any valid config)")
+        lim = FINETUNE_LIMITS
+        settings = {"variant": variant, "beta": finite_number(beta, *lim["beta"]),
+                    "lr": finite_number(lr, *lim["lr"]), "steps": whole_number(steps, *lim["steps"]),
+                    "lora_rank": whole_number(rank, *lim["lora_rank"]),
+                    "t_range": [whole_number(t_lo, *lim["t_from"]), whole_number(t_hi, *lim["t_to"])],
+                    "calibration_batches": whole_number(cal_batches, *lim["calibration_batches"]),
+                    "batch_pairs": whole_number(batch_pairs, *lim["batch_pairs"]),
+                    "seed": whole_number(seed, *lim["seed"])}
         job = rt.submit(settings)
         yield from _follow(job)
 
@@ -232,10 +221,8 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
         frame = curves.training_curves_frame({job.id: str(job.run)}, ("loss", "implicit_acc", "reward_margin"))
         figs = [plots.training_curves_figure(frame, m) if not frame.empty else None
                 for m in ("loss", "implicit_acc", "reward_margin")]
-        cal = None
-        sched = job.run / "scheduler_config.json"
-        if (job.run / "calibration.jsonl").is_file() and sched.is_file():
-            schedule = curves.NoiseSchedule.from_scheduler_config(json.loads(sched.read_text()))
+        cal, schedule = None, curves.run_schedule(job.run)
+        if schedule is not None and (job.run / "calibration.jsonl").is_file():
             frame = curves.calibration_frame(str(job.run), schedule, every=10)
             cal = plots.calibration_figure(frame) if not frame.empty else None
         return (*figs, cal)
@@ -252,9 +239,7 @@ def build_app(runtime: Runtime | None = None) -> gr.Blocks:
     def evaluate(source, upload, max_prompts, models, scorers, seeds, steps, progress=gr.Progress()):
         from analysis.evaluate import summarise
 
-        limit = _whole(max_prompts, "the number of prompts")
-        if limit < 1:
-            raise ValueError("the number of prompts must be at least 1")
+        limit = whole_number(max_prompts, "the number of prompts", 1, 10**6)
         prompts = _prompt_set(source, upload)[:limit]
         names = ["base", *[m for m in models if m != "base"]]
         progress(0, desc="evaluating")
@@ -454,23 +439,6 @@ def _score_captions(scores: pd.DataFrame) -> dict[str, list[str]]:
             out[label].append(f"#{int(row['image'])} seed {int(row['seed'])}" + (": " + ", ".join(parts) if parts
                                                                                   else ""))
     return out
-
-
-def _real(value, name: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    return number
-
-
-def _whole(value, name: str) -> int:
-    number = _real(value, name)
-    if number != int(number):
-        raise ValueError(f"{name} must be a whole number, got {value}")
-    return int(number)
 
 
 def _prompt_set(source: str, upload) -> list[str]:

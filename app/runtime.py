@@ -260,8 +260,8 @@ class Runtime:
     def compare(self, prompt: str, negative: str, seed: int, steps: int, guidance: float, n: int, tuned: str,
                 progress: Callable[[float, str], None] | None = None) -> CompareResult:
         """Base and tuned images from the same noise, their scores and x0 strips of image 0."""
-        seed, steps = _int(seed, "seed", 0, 2**31 - 1), _int(steps, "steps", 1, MAX_STEPS)
-        n = _int(n, "images", 1, MAX_IMAGES)
+        seed, steps = whole_number(seed, "seed", 0, 2**31 - 1), whole_number(steps, "steps", 1, MAX_STEPS)
+        n = whole_number(n, "images", 1, MAX_IMAGES)
         if guidance is None or not 0.0 <= float(guidance) <= 30.0:
             raise ValueError("guidance must lie in [0, 30]")
         spec = self.resolve(tuned or self.default_tuned or "")
@@ -307,7 +307,7 @@ class Runtime:
         from dde.data import PairData, read_pairs
         from dde.train import DEFAULT_PAIRS
 
-        samples = _int(samples, "samples", 4, 256)
+        samples = whole_number(samples, "samples", 4, 256)
         spec = self.resolve(spec)
         key = ("estimation", spec, samples)
         if key in self._cache:
@@ -397,7 +397,7 @@ class Runtime:
             raise ValueError("choose at least one model")
         if not scorers:
             raise ValueError("choose at least one scorer")
-        seeds, steps = _int(seeds, "seeds", 1, 8), _int(steps, "steps", 1, MAX_STEPS)
+        seeds, steps = whole_number(seeds, "seeds", 1, 8), whole_number(steps, "steps", 1, MAX_STEPS)
         specs = {m: self.resolve(m) for m in models}
         total, done = len(prompts) * seeds * len(specs), [0]
 
@@ -433,11 +433,23 @@ def _x0_strip(backend, result) -> Image.Image:
     return strip(frames, [f"t={result.timesteps[i]}" for i in picks])
 
 
-def _int(value, name: str, lo: int, hi: int) -> int:
+def finite_number(value, name: str, lo: float, hi: float) -> float:
+    """``value`` as a float in [lo, hi], else ValueError naming ``name`` (UI input checks)."""
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number in [{lo}, {hi}]") from None
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
+    if not np.isfinite(number) or not lo <= number <= hi:
+        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value}")
+    return number
+
+
+def whole_number(value, name: str, lo: int, hi: int) -> int:
+    """``value`` as an int in [lo, hi] (a float like 3.0 is fine, 2.5 is not), else ValueError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
     if not np.isfinite(number) or number != int(number) or not lo <= number <= hi:
         raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value}")
     return int(number)

@@ -280,20 +280,18 @@ def curve_table(curve: pd.DataFrame) -> pd.DataFrame:
 def credit_table(runs: Path, variants, beta: float, lr: float, seeds: int) -> pd.DataFrame:
     """The credit weight each variant trained with: the final calibration table of every seed for
     the calibrated variants (mean over seeds), the closed form for the others."""
-    from analysis.curves import calibration_table_from_run
+    from analysis.curves import calibration_table_from_run, run_schedule
     from dde import credit
     from dde.config import load_config
-    from dde.schedule import NoiseSchedule
-
     frames = []
     for v in variants:
         cfg = load_config(ROOT / "configs" / f"toy-{v}.yaml")
         ws = []
         for s in range(seeds):
             run = runs / _job_name(v, beta, lr, s)
-            if not (run / "scheduler_config.json").is_file():
+            schedule = run_schedule(run)
+            if schedule is None:
                 continue
-            schedule = NoiseSchedule.from_scheduler_config(json.loads((run / "scheduler_config.json").read_text()))
             table = calibration_table_from_run(str(run), schedule.T) if credit.REGISTRY[v].calibrated else None
             ws.append(credit.weights(v, schedule, table, t_range=tuple(cfg.t_range), **cfg.variant_params).numpy())
         if ws:
