@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from dde import credit
+from dde.run import RunDir
 from dde.schedule import NoiseSchedule
 
 # Named scheduler configs offered by the app and CLI; a diffusers config dict works anywhere too.
@@ -62,32 +63,17 @@ def mass_in_range(frame: pd.DataFrame, t_lo: int, t_hi: int) -> pd.Series:
 
 
 # ----- curves from run directories ------------------------------------------------------------
-def _jsonl(path) -> list[dict]:
-    import json
-    from pathlib import Path
-
-    path = Path(path)
-    if not path.is_file():
-        return []
-    rows = []
-    for line in path.read_text().splitlines():
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue  # a torn last line of a run that is still writing
-    return rows
-
-
 TRAINING_METRICS = ("loss", "implicit_acc", "reward_margin", "grad_norm")
 
 
 def training_curves_frame(runs: Mapping[str, str], metrics: Iterable[str] = TRAINING_METRICS,
                           smooth: int = 1) -> pd.DataFrame:
-    """Columns step, series (run name), metric, value, lo, hi from each run's metrics.jsonl;
-    ``smooth`` > 1 applies a trailing moving average (lo/hi: +- one rolling standard deviation)."""
+    """Columns step, series (run name), metric, value, lo, hi, raw from each run's metrics log;
+    ``smooth`` > 1 applies a trailing moving average (lo/hi: +- one rolling standard deviation;
+    ``raw`` keeps the per-step value)."""
     frames = []
     for name, run in runs.items():
-        rows = pd.DataFrame(_jsonl(f"{run}/metrics.jsonl"))
+        rows = pd.DataFrame(RunDir(run).rows("metrics"))
         if rows.empty:
             continue
         for metric in metrics:
@@ -97,60 +83,85 @@ def training_curves_frame(runs: Mapping[str, str], metrics: Iterable[str] = TRAI
             mean = values.rolling(smooth, min_periods=1).mean()
             sd = values.rolling(smooth, min_periods=2).std().fillna(0.0) if smooth > 1 else 0.0 * values
             frames.append(pd.DataFrame({"step": rows.step, "series": name, "metric": metric, "value": mean,
-                                        "lo": mean - sd, "hi": mean + sd}))
-    columns = ["step", "series", "metric", "value", "lo", "hi"]
+                                        "lo": mean - sd, "hi": mean + sd, "raw": values}))
+    columns = ["step", "series", "metric", "value", "lo", "hi", "raw"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+def validation_frame(runs: Mapping[str, str]) -> pd.DataFrame:
+    """Held-back pairs' loss and implicit accuracy at each checkpoint (val log) and the judge score
+    of the fixed training-split probe prompts (judge log): columns step, series, metric, value."""
+    frames = []
+    for name, run in runs.items():
+        rd = RunDir(run)
+        for log, metrics in (("val", ("val_loss", "val_implicit_acc")), ("judge", ("judge",))):
+            rows = pd.DataFrame(rd.rows(log))
+            for metric in metrics:
+                if not rows.empty and metric in rows:
+                    frames.append(pd.DataFrame({"step": rows.step, "series": name, "metric": metric,
+                                                "value": rows[metric].astype(float)}))
+    columns = ["step", "series", "metric", "value"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def empirical_credit_frame(runs: Mapping[str, str], T: int = 1000, bins: int = 20) -> pd.DataFrame:  # noqa: N803
-    """Per-timestep-bin mean of |d loss_i / d delta_i| (the credit each pair's t received) from each
-    run's credit.jsonl: columns t (bin centre), series, value, lo, hi (normal 95% band), n."""
+    """Per timestep bin, the credit each run's pairs received (|d loss_i / d delta_i|, from its
+    credit log) per unit of the plain draw distribution: the bin's summed credit divided by the
+    number of pairs the bin would get under uniform draws over the run's support. For uniform
+    draws this is the bin's mean credit; an importance-sampled run reads on the same scale.
+    Columns t (bin centre), series, value, lo, hi (normal 95% band), n (pairs drawn in the bin)."""
     frames = []
     for name, run in runs.items():
-        rows = _jsonl(f"{run}/credit.jsonl")
+        rd = RunDir(run)
+        rows = rd.rows("credit")
         t = np.array([x for r in rows for x in r["t"]], dtype=np.int64)
         c = np.array([np.nan if x is None else x for r in rows for x in r["credit"]], dtype=np.float64)
         keep = np.isfinite(c)
         if not keep.any():
             continue
-        part = pd.DataFrame({"bin": (t[keep] * bins) // T, "credit": c[keep]})
-        g = part.groupby("bin").credit
-        stats = pd.DataFrame({"value": g.mean(), "sd": g.std().fillna(0.0), "n": g.size()}).reset_index()
-        half = 1.96 * stats.sd / np.sqrt(stats.n)
-        frames.append(pd.DataFrame({"t": (stats.bin + 0.5) * T / bins, "series": name, "value": stats.value,
-                                    "lo": stats.value - half, "hi": stats.value + half, "n": stats.n}))
+        t, c = t[keep], c[keep]
+        share = _plain_bin_share(rd, T, bins)  # [bins] probability of each bin under the plain draw
+        idx = (t * bins) // T
+        total = len(c)
+        value, half, counts = np.full(bins, np.nan), np.full(bins, np.nan), np.bincount(idx, minlength=bins)
+        for b in np.nonzero(share > 0)[0]:
+            contrib = np.where(idx == b, c, 0.0) / share[b]  # per pair, so the mean over all pairs is the value
+            value[b] = contrib.mean()
+            half[b] = 1.96 * contrib.std(ddof=1) / np.sqrt(total) if total > 1 else 0.0
+        ok = np.isfinite(value) & (counts > 0)
+        frames.append(pd.DataFrame({"t": (np.nonzero(ok)[0] + 0.5) * T / bins, "series": name, "value": value[ok],
+                                    "lo": value[ok] - half[ok], "hi": value[ok] + half[ok], "n": counts[ok]}))
     columns = ["t", "series", "value", "lo", "hi", "n"]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
-def calibration_frame(run: str, schedule: NoiseSchedule, every: int = 1) -> pd.DataFrame:
-    """The calibration table and the calibrated DDE weight over training, from calibration.jsonl:
-    columns step, t, r (interpolated at t), w_dde. ``every`` keeps every n-th logged step."""
-    rows = _jsonl(f"{run}/calibration.jsonl")[::every]
+def _plain_bin_share(run: RunDir, T: int, bins: int) -> np.ndarray:  # noqa: N803
+    """Share of each t-bin under the run's plain draw distribution (uniform over its support)."""
+    try:
+        cfg = run.config()
+        schedule = run.schedule() or NoiseSchedule.from_scheduler_config({"num_train_timesteps": T})
+        _, support = credit.weights_and_support(cfg.variant, schedule, None, t_range=tuple(cfg.t_range),
+                                                **cfg.variant_params)
+        mask = support.numpy()
+    except (ValueError, TypeError, KeyError):
+        mask = np.ones(T, dtype=bool)
+    return np.bincount((np.nonzero(mask)[0] * bins) // T, minlength=bins)[:bins] / mask.sum()
+
+
+def calibration_frame(run: str, schedule: NoiseSchedule | None = None, every: int = 1) -> pd.DataFrame:
+    """The calibration over training from a run's calibration log: columns step, t, r (interpolated
+    at t), s_r (the calibrated single-shot error s_t r_t), v, w_dde, clipped (s_t r_t >= v).
+    ``every`` keeps every n-th logged step; ``schedule`` defaults to the run's own."""
+    rd = RunDir(run)
+    schedule = rd.schedule(schedule)
     frames = []
-    for row in rows:
-        table = credit.CalibrationTable(schedule.T, len(row["r"]), v=row["v"], r=np.asarray(row["r"]),
-                                        counts=np.asarray(row.get("counts", [0] * len(row["r"]))))
-        w = credit.weights("dde", schedule, table).numpy()
-        frames.append(pd.DataFrame({"step": row["step"], "t": np.arange(schedule.T), "r": table.r_at().numpy(),
-                                    "w_dde": w}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["step", "t", "r", "w_dde"])
-
-
-def run_schedule(run, fallback: NoiseSchedule | None = None) -> NoiseSchedule | None:
-    """The noise schedule a run trained with (its scheduler_config.json), else ``fallback``."""
-    import json
-    from pathlib import Path
-
-    path = Path(run) / "scheduler_config.json"
-    return NoiseSchedule.from_scheduler_config(json.loads(path.read_text())) if path.is_file() else fallback
-
-
-def calibration_table_from_run(run: str, T: int) -> credit.CalibrationTable | None:  # noqa: N803
-    """The run's calibration table as last logged (calibration.jsonl), or None if it has none."""
-    rows = _jsonl(f"{run}/calibration.jsonl")
-    if not rows:
-        return None
-    last = rows[-1]
-    return credit.CalibrationTable(T, len(last["r"]), v=last["v"], r=np.asarray(last["r"]),
-                                   counts=np.asarray(last.get("counts", [0] * len(last["r"]))))
+    if schedule is None:
+        return pd.DataFrame(columns=["step", "t", "r", "s_r", "v", "w_dde", "clipped"])
+    for step, table in rd.calibration_tables(every):
+        r = table.r_at(schedule).numpy()
+        s_r = schedule.ddim_coefficient.numpy() * r
+        frames.append(pd.DataFrame({"step": step, "t": np.arange(schedule.T), "r": r, "s_r": s_r, "v": table.v,
+                                    "w_dde": credit.weights("dde", schedule, table).numpy(),
+                                    "clipped": s_r >= table.v}))
+    columns = ["step", "t", "r", "s_r", "v", "w_dde", "clipped"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

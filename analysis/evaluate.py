@@ -14,18 +14,20 @@ import pandas as pd
 
 from analysis.scorers import JudgeScorer
 from analysis.stats import bootstrap_ci, win_rate
+from dde.images import to_uint8
 from dde.toy.judge import ATTRIBUTES
-from dde.toy.world import from_model
 
 
 def evaluate_models(models: dict, prompts: list[str], *, seeds: int = 2, steps: int = 25, guidance: float | None = None,
                     seed: int = 0, batch: int = 64, scorers: dict | None = None,
-                    progress: Callable[[int], None] | None = None) -> pd.DataFrame:
+                    progress: Callable[[int], None] | None = None, callback=None) -> pd.DataFrame:
     """Per-image scores of each model under each scorer (default: the toy judge).
 
     Image (prompt i, repeat k) starts from the noise of seed ``seed + k * len(prompts) + i`` for every
     model, so rows pair up by (prompt, seed). Columns: model, prompt, seed, ``score`` (the first
     scorer's), ``score_<name>`` per scorer, and ``ok_<attribute>`` when the judge is among them.
+    ``progress(n)`` after each batch of n images; ``callback(i, steps)`` after every DDIM step (it
+    may raise to cancel).
     """
     scorers = scorers or {"judge": JudgeScorer()}
     all_prompts = [p for _ in range(seeds) for p in prompts]
@@ -34,7 +36,8 @@ def evaluate_models(models: dict, prompts: list[str], *, seeds: int = 2, steps: 
     for name, backend in models.items():
         for start in range(0, len(all_prompts), batch):
             chunk, chunk_seeds = all_prompts[start:start + batch], all_seeds[start:start + batch]
-            images = from_model(backend.sample(chunk, seeds=chunk_seeds, steps=steps, guidance=guidance).images.numpy())
+            images = to_uint8(backend.sample(chunk, seeds=chunk_seeds, steps=steps, guidance=guidance,
+                                               callback=callback).images.numpy())
             verdicts = scorers["judge"].judgements(images, chunk) if "judge" in scorers else None
             scores = {k: (np.array([v.total for v in verdicts]) if k == "judge" else scorer.score(images, chunk))
                       for k, scorer in scorers.items()}

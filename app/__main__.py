@@ -4,7 +4,7 @@
 
 Examples:
     python -m app                                      # the embedded world, on http://127.0.0.1:7860
-    python -m app --backend sd --model runwayml/stable-diffusion-v1-5 --tuned runs/sd-dde \\
+    python -m app --backend sd --model stable-diffusion-v1-5/stable-diffusion-v1-5 --tuned runs/sd15-lora \\
         --scorer pickscore=/models/PickScore_v1 --scorer hps=/models/HPS_v2_compressed.pt
 """
 
@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+MAX_UPLOAD = "2mb"  # prompt files: 2 MB is tens of thousands of prompts, far above what one request may cost
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", default=str(ROOT / "outputs" / "app"),
                         help="the app's output folder (runs, evaluations); the only folder it serves files from")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda when available for sd)")
+    parser.add_argument("--monitoring", action="store_true", help="turn on Gradio's monitoring routes (off by default)")
     args = parser.parse_args(argv)
     if args.auth is not None and ":" not in args.auth:
         parser.error("--auth must look like user:password")
@@ -54,19 +56,31 @@ def make_runtime(args: argparse.Namespace):
     if args.scorer:
         scorers = dict((s.split("=", 1) + [None])[:2] for s in args.scorer)
     tuned = args.tuned
-    if tuned and tuned != "tuned":
+    if tuned and tuned not in ("tuned", "dde", "dpo"):
         tuned = str(Path(tuned).resolve())
-        args.allow.append(tuned)
+        args.allow.append(tuned if Path(tuned).is_dir() else str(Path(tuned).parent))
     return Runtime(backend=args.backend, model=args.model, tuned=tuned, out=args.out, data=args.data,
                    scorers=scorers, allow=args.allow, device=args.device)
 
 
 def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: bool = False, auth=None,
-           block: bool = True):
-    """Launch with the app's policy: one queue, files served only from the output folder."""
-    return demo.queue(default_concurrency_limit=1).launch(
+           block: bool = True, monitoring: bool = False):
+    """Launch with the app's policy: files served only from the output folder and never as active
+    content, only the documented endpoints callable by name, monitoring off unless asked for, small
+    uploads; then load the default models on the lane while the first visitor reads the page."""
+    from starlette.middleware import Middleware
+
+    from app.main import API_NAMES, CSS
+    from app.security import Hardening
+
+    result = demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, auth=auth, allowed_paths=[str(runtime.out)],
-        prevent_thread_lock=not block, show_error=True)
+        prevent_thread_lock=True, show_error=True, enable_monitoring=monitoring, max_file_size=MAX_UPLOAD,
+        app_kwargs={"middleware": [Middleware(Hardening, api_names=API_NAMES)]}, css=CSS, quiet=not block)
+    runtime.warm()
+    if block:
+        demo.block_thread()
+    return result
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -78,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
 
     runtime = make_runtime(args)
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
-    launch(build_app(runtime), runtime, host=args.host, port=args.port, share=args.share, auth=auth)
+    launch(build_app(runtime), runtime, host=args.host, port=args.port, share=args.share, auth=auth,
+           monitoring=args.monitoring)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,23 @@
-"""The app's plumbing, without UI: the model cache, the one compute lane, fine-tune jobs, and the
-work behind each tab (compare, estimation error, evaluate). The UI (app.main) only formats.
+"""The app's plumbing, without UI: the model cache, the fine-tune queue, and the work behind each tab
+(compare, estimation error, evaluate), all run on the one compute lane (:mod:`app.lane`). The UI
+(app.tabs) only validates what it shows and formats results.
 
-- :class:`Lane` is one compute thread. Every piece of model work runs on it, first come first
-  served, so two users never run torch work at once and a fine-tune never sees its weights change
-  under it. A fine-tune runs on the lane and lets queued work (a Compare click) go between steps,
-  so the app stays responsive while it trains.
-- Fine-tunes run one at a time in a background thread; further requests wait in a FIFO queue and
-  are told their place. Each writes a normal run directory under ``<out>/runs/`` (config, metrics,
-  checkpoints, LoRA): the trainer's resume and atomic writes apply unchanged.
-- Paths typed into the UI are accepted only inside the allowed roots (the output folder, the
-  shipped assets, ``runs/`` of the repository and any ``--allow`` folder).
+- Models are named by the specs of :mod:`dde.backends.spec`; paths typed into the UI must lie in
+  the allowed roots (:mod:`app.paths`).
+- Every piece of work is queued on the lane with its cost (images x DDIM steps); requests above the
+  lane's budget are refused at once; queued work can be cancelled, running work stops at its next
+  DDIM step.
+- Fine-tunes run one at a time in a background thread (a FIFO queue, each told its place); each
+  writes a normal run folder under ``<out>/runs/``.
 """
 
 from __future__ import annotations
 
 import collections
 import itertools
-import json
-import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,94 +26,23 @@ import pandas as pd
 import torch
 from PIL import Image
 
+from app.lane import Lane, Task
+from app.paths import ROOT, Paths
 from dde.config import TrainConfig, from_dict
+from dde.images import to_uint8
+from dde.limits import APP, number
+from dde.run import RunDir
 
-ROOT = Path(__file__).resolve().parents[1]
-MAX_IMAGES = 8
-MAX_STEPS = 100
 STRIP_FRAMES = 6
+MAX_COMPARE_MODELS = 3
+SHIPPED_LABELS = {"dpo": "shipped Diffusion-DPO LoRA", "dde": "shipped DDE LoRA"}
 
 
-class Lane:
-    """One long-lived thread runs every piece of model work, first come first served.
-
-    ``run(who, fn)`` queues ``fn`` and waits for its result (exceptions re-raised in the caller). A
-    single thread rather than a lock: torch work hopping between Gradio's worker threads ran slower
-    on a CPU than on one warm thread (``python -m bench.app_latency``, 2 cores: Compare through the
-    app took 5.46 s with a lock and 3.61 s on the lane thread). A task running on the lane (a fine-tune) calls
-    :meth:`let_others_go` between steps to run the work queued meanwhile.
-    """
-
-    def __init__(self) -> None:
-        self._tasks: queue.Queue = queue.Queue()
-        self.holder: str | None = None
-        self._thread = threading.Thread(target=self._loop, name="compute-lane", daemon=True)
-        self._thread.start()
-
-    def run(self, who: str, fn: Callable, *args, **kwargs):
-        if threading.current_thread() is self._thread:  # already on the lane (nested work)
-            return fn(*args, **kwargs)
-        future: Future = Future()
-        self._tasks.put((who, fn, args, kwargs, future))
-        return future.result()
-
-    def _loop(self) -> None:
-        while True:
-            self._run_one(self._tasks.get())
-
-    def _run_one(self, task) -> None:
-        who, fn, args, kwargs, future = task
-        if not future.set_running_or_notify_cancel():
-            return
-        outer, self.holder = self.holder, who
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except BaseException as err:  # noqa: BLE001 - handed to the caller, who re-raises it
-            future.set_exception(err)
-        finally:
-            self.holder = outer
-
-    def let_others_go(self) -> int:
-        """From a task on the lane: run the tasks queued so far; returns how many ran."""
-        if threading.current_thread() is not self._thread:
-            raise RuntimeError("let_others_go is for work running on the lane")
-        ran = 0
-        while True:
-            try:
-                task = self._tasks.get_nowait()
-            except queue.Empty:
-                return ran
-            self._run_one(task)
-            ran += 1
-
-    @property
-    def waiting(self) -> int:
-        return self._tasks.qsize()
-
-
-def allowed_path(text: str, roots: list[Path]) -> Path:
-    """``text`` as an existing path inside one of ``roots`` (symlinks resolved), else ValueError."""
-    if not text or not text.strip():
-        raise ValueError("no path given")
-    path = Path(text.strip()).expanduser()
-    if not path.is_absolute():
-        path = ROOT / path
-    path = path.resolve()
-    if not any(path.is_relative_to(r.resolve()) for r in roots):
-        raise ValueError(f"{text!r} is outside the folders this app may read ({', '.join(str(r) for r in roots)}); "
-                         "start the app with --allow <folder> to add one")
-    if not path.exists():
-        raise ValueError(f"{text!r} does not exist")
-    return path
-
-
-def to_pil(images: torch.Tensor, size: int = 256) -> list[Image.Image]:
+def to_pil(images: torch.Tensor, size: int = 192) -> list[Image.Image]:
     """``[B, 3, H, W]`` in [-1, 1] -> PIL images, upscaled (nearest) to at least ``size`` pixels."""
-    from dde.toy.world import from_model
-
     out = []
-    for arr in from_model(images.numpy()):
-        im = Image.fromarray(arr)
+    for a in to_uint8(images.float().numpy()):
+        im = Image.fromarray(a)
         if im.width < size:
             im = im.resize((size, size * im.height // im.width), Image.Resampling.NEAREST)
         out.append(im)
@@ -137,6 +62,28 @@ def strip(frames: list[Image.Image], labels: list[str]) -> Image.Image:
     return canvas
 
 
+# ----- models --------------------------------------------------------------------------------------
+class ModelCache:
+    """Loaded backends keyed by spec text, the last ``size`` kept. Only lane work touches it."""
+
+    def __init__(self, kind: str, base: str | None, device: str | None, size: int = 5) -> None:
+        self.kind, self.base, self.device, self.size = kind, base, device, size
+        self._models: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, spec):
+        from dde.backends.spec import load_model
+
+        key = (spec.backend, spec.base, str(spec.weights))
+        if key in self._models:
+            self._models.move_to_end(key)
+            return self._models[key]
+        model = self._models[key] = load_model(spec, device=self.device)
+        while len(self._models) > self.size:
+            self._models.popitem(last=False)
+        return model
+
+
+# ----- fine-tunes ------------------------------------------------------------------------------------
 @dataclass
 class Job:
     """One fine-tune requested from the UI."""
@@ -152,209 +99,52 @@ class Job:
     metrics: list = field(default_factory=list)
 
     @property
-    def run(self) -> Path:
-        return Path(self.cfg.output_dir)
+    def run(self) -> RunDir:
+        return RunDir(self.cfg.output_dir)
 
     @property
-    def lora(self) -> Path | None:
-        path = self.run / "final" / "lora.safetensors"
-        return path if path.is_file() else None
+    def weights(self) -> Path | None:
+        return self.run.weights()
 
 
-@dataclass
-class CompareResult:
-    base: list[Image.Image]
-    tuned: list[Image.Image]
-    scores: pd.DataFrame
-    base_strip: Image.Image
-    tuned_strip: Image.Image
-    seconds: float
+class FineTunes:
+    """One fine-tune at a time on the lane, the rest in a FIFO queue."""
 
-
-class Runtime:
-    """Everything the app does with models. ``backend``: toy or sd; ``model``: the base model (None =
-    the shipped toy base); ``tuned``: the default tuned spec (toy: 'tuned' = the shipped LoRA)."""
-
-    def __init__(self, *, backend: str = "toy", model: str | None = None, tuned: str | None = None,
-                 out: str | Path = ROOT / "outputs" / "app", data: str | None = None,
-                 scorers: dict[str, str | None] | None = None, allow: list[str] | None = None,
-                 device: str | None = None) -> None:
-        self.kind, self.model_path, self.data, self.device = backend, model, data, device
-        self.out = Path(out).resolve()
-        (self.out / "runs").mkdir(parents=True, exist_ok=True)
-        self.default_tuned = tuned or ("tuned" if backend == "toy" else None)
-        self.scorer_paths = scorers if scorers is not None else ({"judge": None} if backend == "toy" else {})
-        self.roots = [self.out, ROOT / "assets", ROOT / "runs", *(Path(a) for a in allow or [])]
-        self.lane = Lane()
-        self._models: collections.OrderedDict = collections.OrderedDict()
-        self._cache: dict = {}
+    def __init__(self, lane: Lane, out: Path) -> None:
+        self.lane, self.out = lane, out
         self.jobs: dict[str, Job] = {}
         self._queue: collections.deque[str] = collections.deque()
-        self._jobs_cv = threading.Condition()
+        self._cv = threading.Condition()
         self._ids = itertools.count(1)
         threading.Thread(target=self._worker, name="fine-tune", daemon=True).start()
 
-    # ----- models ------------------------------------------------------------------------------
-    def tuned_choices(self) -> list[tuple[str, str]]:
-        """(label, spec) for the Compare/Evaluate menus: the shipped tuned model, this session's
-        finished runs, the default given on the command line."""
-        choices = []
-        if self.default_tuned:
-            label = "shipped DDE LoRA" if self.default_tuned == "tuned" else self.default_tuned
-            choices.append((label, self.default_tuned))
-        for job in self.jobs.values():
-            if job.lora is not None:
-                choices.append((f"run {job.id} ({job.cfg.variant}, {job.cfg.steps} steps)", str(job.lora)))
-        return choices
-
-    @property
-    def default_guidance(self) -> float:
-        return {"toy": 2.0, "sd": 7.5, "sdxl": 5.0}[self.kind]
-
-    def run_choices(self) -> list[tuple[str, str]]:
-        """(label, run folder) of runs with logs: the shipped toy runs and this session's fine-tunes."""
-        shipped = sorted((ROOT / "assets" / "toy-dde" / "runs").glob("*/metrics.jsonl")) if self.kind == "toy" else []
-        choices = [(f"shipped {p.parent.name} run", str(p.parent)) for p in shipped]
-        choices += [(f"run {j.id} ({j.cfg.variant})", str(j.run)) for j in self.jobs.values()
-                    if (j.run / "metrics.jsonl").is_file()]
-        return choices
-
-    def resolve_run(self, run: str) -> str:
-        """A run folder from the UI, confined to the allowed roots."""
-        return str(allowed_path(run, self.roots))
-
-    def resolve(self, spec: str) -> str:
-        """A model spec from the UI: 'base', 'tuned', a listed choice, or a path inside the roots."""
-        spec = (spec or "").strip()
-        if spec in ("base", "tuned") or spec in {v for _, v in self.tuned_choices()}:
-            return spec
-        return str(allowed_path(spec, self.roots))
-
-    def model(self, spec: str):
-        """The backend for ``spec`` (cached, last four). Only work on the lane calls it."""
-        if spec in self._models:
-            self._models.move_to_end(spec)
-            return self._models[spec]
-        backend = self._models[spec] = self._load(spec)
-        while len(self._models) > 4:
-            self._models.popitem(last=False)
-        return backend
-
-    def _load(self, spec: str):
-        from dde.backends import load_backend, load_toy_spec
-
-        if self.kind == "toy":
-            return load_toy_spec(spec, self.model_path)
-        if spec == "base":
-            return load_backend(self.kind, self.model_path, device=self.device)
-        path = Path(spec)
-        if (path / "final" / "lora.safetensors").is_file():
-            path = path / "final" / "lora.safetensors"
-        if path.suffix == ".safetensors":
-            return load_backend(self.kind, self.model_path, device=self.device, lora=str(path))
-        if (path / "config.json").is_file() or (path / "unet" / "config.json").is_file():
-            return load_backend(self.kind, self.model_path, device=self.device, unet=str(path))
-        raise ValueError(f"{spec!r} is not a LoRA file, a run directory or a UNet folder for the {self.kind} backend")
-
-    # ----- compare -----------------------------------------------------------------------------
-    def compare(self, prompt: str, negative: str, seed: int, steps: int, guidance: float, n: int, tuned: str,
-                progress: Callable[[float, str], None] | None = None) -> CompareResult:
-        """Base and tuned images from the same noise, their scores and x0 strips of image 0."""
-        seed, steps = whole_number(seed, "seed", 0, 2**31 - 1), whole_number(steps, "steps", 1, MAX_STEPS)
-        n = whole_number(n, "images", 1, MAX_IMAGES)
-        if guidance is None or not 0.0 <= float(guidance) <= 30.0:
-            raise ValueError("guidance must lie in [0, 30]")
-        spec = self.resolve(tuned or self.default_tuned or "")
-        t0 = time.time()
-        out, strips = {}, {}
-
-        def work():
-            nonlocal prompt
-            for k, name in enumerate(("base", spec)):
-                backend = self.model(name)
-                prompt = backend.validate_prompt(prompt)
-                cb = (lambda i, total, k=k: progress((k + i / total) / 2, f"{'base' if k == 0 else 'tuned'} step "
-                                                     f"{i}/{total}")) if progress else None
-                result = backend.sample([prompt] * n, seed=seed, steps=steps, guidance=float(guidance),
-                                        negative_prompt=negative or "", return_x0=True, callback=cb)
-                out[name], strips[name] = result.images, _x0_strip(backend, result)
-            return self._score_table(out["base"], out[spec], prompt, seed)
-
-        scores = self.lane.run("compare", work)
-        return CompareResult(to_pil(out["base"]), to_pil(out[spec]), scores, strips["base"], strips[spec],
-                             time.time() - t0)
-
-    def _score_table(self, base: torch.Tensor, tuned: torch.Tensor, prompt: str, seed: int) -> pd.DataFrame:
-        from analysis.scorers import get_scorer
-        from dde.toy.world import from_model
-
-        rows = [{"image": i + 1, "seed": seed + i} for i in range(base.shape[0])]
-        for name, path in self.scorer_paths.items():
-            scorer = get_scorer(name, path)
-            for label, images in (("base", base), ("tuned", tuned)):
-                try:
-                    values = scorer.score(from_model(images.numpy()), [prompt] * images.shape[0])
-                except ValueError:  # the judge reads only toy captions
-                    values = [np.nan] * images.shape[0]
-                for row, v in zip(rows, values):
-                    row[f"{name} {label}"] = round(float(v), 4)
-        return pd.DataFrame(rows)
-
-    # ----- estimation error ---------------------------------------------------------------------
-    def estimation(self, spec: str, samples: int, progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
-        """The estimation-error curves for ``spec`` on ``samples`` training images (cached)."""
-        from analysis.estimation import estimation_error_frame
-        from dde.data import PairData, read_pairs
-        from dde.train import DEFAULT_PAIRS
-
-        samples = whole_number(samples, "samples", 4, 256)
-        spec = self.resolve(spec)
-        key = ("estimation", spec, samples)
-        if key in self._cache:
-            return self._cache[key]
-
-        def work():
-            backend = self.model(spec)
-            size = backend.latent_shape()[-1] * getattr(backend, "vae_scale", 1)
-            data = PairData(read_pairs(self.data or DEFAULT_PAIRS), size=size, val_fraction=0.0)
-            batch = data.batch(data.train_indices(0, samples))
-            x0 = backend.images_to_latents(batch.images[:samples])
-            return estimation_error_frame(
-                backend, x0, batch.captions[:samples],
-                progress=(lambda i, total: progress(i / total, f"t {i}/{total}")) if progress else None)
-
-        frame = self._cache[key] = self.lane.run("estimation", work)
-        return frame
-
-    # ----- fine-tunes ---------------------------------------------------------------------------
-    def submit(self, settings: dict) -> Job:
-        """Validate ``settings`` (TrainConfig keys) and queue a fine-tune; raises ValueError."""
+    def submit(self, values: dict) -> Job:
+        """Validate (TrainConfig) and queue; raises ValueError before anything runs."""
         job_id = f"{time.strftime('%H%M%S')}-{next(self._ids)}"
-        values = {"backend": self.kind, "model": self.model_path, "data": self.data, "device": self.device,
-                  "checkpoint_every": max(1, int(settings.get("steps", 200)) // 4), **settings,
-                  "output_dir": str(self.out / "runs" / job_id)}
-        cfg = from_dict(values)
+        cfg = from_dict({**values, "output_dir": str(self.out / "runs" / job_id)})
         job = Job(job_id, cfg)
-        with self._jobs_cv:
+        with self._cv:
             self.jobs[job_id] = job
             self._queue.append(job_id)
-            self._jobs_cv.notify_all()
+            self._cv.notify_all()
         return job
 
     def position(self, job: Job) -> int:
         """0 when running or done, else the number of fine-tunes ahead of it (the running one included)."""
-        with self._jobs_cv:
+        with self._cv:
             if job.id not in self._queue:
                 return 0
             running = any(j.state == "running" for j in self.jobs.values())
             return list(self._queue).index(job.id) + int(running)
 
-    def cancel(self, job_id: str) -> Job:
+    def cancel(self, job_id) -> Job:
         """A queued job is dropped; a running one stops after its current step, with a checkpoint."""
-        with self._jobs_cv:
+        if not isinstance(job_id, str) or not job_id:
+            raise ValueError("no fine-tune of yours to cancel")
+        with self._cv:
             job = self.jobs.get(job_id)
             if job is None:
-                raise ValueError(f"no fine-tune {job_id!r} in this session")
+                raise ValueError(f"no fine-tune {job_id[:40]!r} in this session")
             job.cancel.set()
             if job.state == "queued":
                 self._queue.remove(job_id)
@@ -363,8 +153,8 @@ class Runtime:
 
     def _worker(self) -> None:
         while True:
-            with self._jobs_cv:
-                self._jobs_cv.wait_for(lambda: bool(self._queue))
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue))
                 job = self.jobs[self._queue.popleft()]
                 job.state, job.started = "running", time.time()
             self._run(job)
@@ -378,50 +168,258 @@ class Runtime:
 
         try:
             self.lane.run(f"fine-tune {job.id}", train, job.cfg, on_step=on_step, cancel=job.cancel, progress=False)
-            status = json.loads((job.run / "status.json").read_text())
-            job.state = status["status"]
-        except Exception as err:  # shown in the UI; the run directory keeps what was written
+            job.state = (job.run.status() or {}).get("status", "failed")
+        except Exception as err:  # shown in the UI; the run folder keeps what was written
             job.state, job.error = "failed", f"{type(err).__name__}: {err}"
         job.ended = time.time()
 
-    # ----- evaluate -----------------------------------------------------------------------------
-    def evaluate(self, prompts: list[str], models: list[str], scorers: list[str], seeds: int, steps: int,
-                 progress: Callable[[float, str], None] | None = None) -> pd.DataFrame:
-        """Per-image table (analysis.evaluate) for ``models`` (specs; the first is the baseline)."""
+
+# ----- results ---------------------------------------------------------------------------------------
+@dataclass
+class CompareResult:
+    labels: list[str]  # per model, the first is the base
+    specs: list[str]
+    images: list[list[Image.Image]]  # per model, per image
+    scores: pd.DataFrame  # image, seed, "<scorer> | <label>" per scorer and model
+    strips: list[Image.Image]  # per model: image 1's x0 predictions along the trajectory
+    divergence: pd.DataFrame  # per tuned model: x0 distance from the base per DDIM step
+    settings: dict
+    seconds: float
+
+    def mean_scores(self) -> dict[str, dict[str, float]]:
+        """label -> scorer -> mean over the images."""
+        out = {label: {} for label in self.labels}
+        for col in self.scores.columns:
+            if " | " in col:
+                scorer, label = col.split(" | ", 1)
+                out[label][scorer] = float(self.scores[col].mean())
+        return out
+
+
+class Runtime:
+    """Everything the app does with models. ``backend``: toy, sd or sdxl; ``model``: the base model
+    (None = the shipped toy base); ``tuned``: an extra default tuned model spec."""
+
+    def __init__(self, *, backend: str = "toy", model: str | None = None, tuned: str | None = None,
+                 out: str | Path = ROOT / "outputs" / "app", data: str | None = None,
+                 scorers: dict[str, str | None] | None = None, allow: list[str] | None = None,
+                 device: str | None = None) -> None:
+        from dde.backends import default_guidance
+
+        self.kind, self.model_path, self.data, self.device = backend, model, data, device
+        self.paths = Paths(Path(out), allow)
+        self.out = self.paths.out
+        (self.out / "runs").mkdir(parents=True, exist_ok=True)
+        self.tuned = tuned
+        self.scorer_paths = scorers if scorers is not None else ({"judge": None} if backend == "toy" else {})
+        self.lane = Lane(budget=APP["work"].hi)
+        self.models = ModelCache(backend, model, device)
+        self.finetunes = FineTunes(self.lane, self.out)
+        self.default_guidance = default_guidance(backend, model)
+        self._cache: dict = {}
+
+    # ----- names --------------------------------------------------------------------------------------
+    def model_choices(self) -> list[tuple[str, str]]:
+        """(label, spec) for the model menus: the base, the shipped LoRAs (toy), the --tuned model,
+        this session's finished fine-tunes."""
+        from dde.backends.spec import SHIPPED
+
+        choices = [("base model", "base")]
+        if self.kind == "toy":
+            choices += [(SHIPPED_LABELS[name], name) for name, path in SHIPPED.items() if path.is_file()]
+        if self.tuned and self.tuned not in ("tuned", *SHIPPED):
+            choices.append((f"tuned: {self.paths.show(self.tuned)}", self.paths.show(self.tuned)))
+        for job in self.finetunes.jobs.values():
+            if job.weights is not None:
+                label = f"run {job.id} ({job.cfg.variant}, {job.cfg.steps} steps)"
+                choices.append((label, self.paths.show(job.run.path)))
+        return choices
+
+    def default_models(self) -> list[str]:
+        """What Compare shows first: base, Diffusion-DPO and DDE (toy), else base and --tuned."""
+        specs = [v for _, v in self.model_choices()]
+        return specs[:MAX_COMPARE_MODELS]
+
+    def run_choices(self) -> list[tuple[str, str]]:
+        """(label, shown path) of runs with logs: the shipped runs and this session's fine-tunes."""
+        from dde.backends.spec import SHIPPED
+
+        shipped = ([(f"shipped {n} run", path.parent / "run") for n, path in SHIPPED.items()]
+                   if self.kind == "toy" else [])
+        choices = [(label, self.paths.show(p)) for label, p in shipped if RunDir.is_run(p)]
+        choices += [(f"run {j.id} ({j.cfg.variant})", self.paths.show(j.run.path)) for j in self.finetunes.jobs.values()
+                    if j.run.log("metrics").is_file()]
+        return choices
+
+    def resolve_run(self, text) -> RunDir:
+        path = self.paths.resolve(text)
+        if not RunDir.is_run(path):
+            raise ValueError(f"{self.paths.show(path)} is not a run folder (no config.yaml with logs or weights)")
+        return RunDir(path)
+
+    def spec(self, text):
+        """A model spec from the UI: a listed name, or a path inside the allowed roots."""
+        from dde.backends.spec import SHIPPED, parse_model_spec
+
+        if not isinstance(text, str):
+            raise ValueError(f"a model must be given as text, got {type(text).__name__}")
+        text = text.strip()
+        if text in ("base", "tuned", *SHIPPED) and (self.kind == "toy" or text == "base"):
+            return parse_model_spec(text, backend=self.kind, base=self.model_path)
+        path = self.paths.resolve(text)
+        spec = parse_model_spec(str(path), backend=self.kind, base=self.model_path)
+        return type(spec)(spec.backend, spec.base, spec.weights, self.paths.show(path))
+
+    # ----- work on the lane -----------------------------------------------------------------------------
+    def warm(self) -> Task:
+        """Load the default models (and run one tiny sample) in the background, so the first Compare
+        after launch does not pay for loading."""
+        specs = [self.spec(s) for s in self.default_models()]
+
+        def work(task: Task):
+            for spec in specs:
+                self.models.get(spec).sample(["a big red circle on a black background" if self.kind == "toy"
+                                              else "a photo"], steps=1)
+            return len(specs)
+
+        return self.lane.submit("warm-up", work, cost=0)
+
+    def compare_task(self, prompt, negative, seed, steps, guidance, n, models,
+                     progress: Callable[[float, str], None] | None = None) -> Task:
+        """Validate and queue a Compare of up to three models from the same noise."""
+        seed, steps = number(seed, APP["seed"]), number(steps, APP["steps"])
+        n = number(n, APP["images"])
+        guidance = self.default_guidance if guidance is None else number(guidance, APP["guidance"])
+        if not isinstance(negative, (str, type(None))):
+            raise ValueError("the negative prompt must be text")
+        if not isinstance(models, (list, tuple)) or not models:
+            raise ValueError("choose at least one model")
+        texts = list(dict.fromkeys(["base", *[m for m in models if m != "base"]]))
+        if len(texts) > MAX_COMPARE_MODELS:
+            raise ValueError(f"compare at most {MAX_COMPARE_MODELS} models at once (the base and two more)")
+        specs = [self.spec(t) for t in texts]
+        from dde.backends.spec import unique_labels
+
+        labels = unique_labels(specs)
+        if not isinstance(prompt, str):
+            raise ValueError(f"a prompt must be text, got {type(prompt).__name__}")
+        cost = n * steps * len(specs)
+        t0 = time.time()
+
+        def work(task: Task) -> CompareResult:
+            out, strips, x0 = [], [], []
+            for k, spec in enumerate(specs):
+                backend = self.models.get(spec)
+                clean = backend.validate_prompt(prompt)
+
+                def cb(i, total, k=k):
+                    task.check()
+                    if progress:
+                        progress((k + i / total) / len(specs), f"{labels[k]}: step {i}/{total}")
+
+                result = backend.sample([clean] * n, seed=seed, steps=steps, guidance=guidance,
+                                        negative_prompt=negative or "", return_x0=True, callback=cb)
+                out.append(result.images)
+                strips.append(_x0_strip(backend, result))
+                x0.append(result)
+            scores = self._score_table(out, labels, clean, seed)
+            return CompareResult(labels, [str(t) for t in texts], [to_pil(im) for im in out], scores, strips,
+                                 _divergence(x0, labels),
+                                 {"prompt": clean, "negative": negative or "", "seed": seed, "steps": steps,
+                                  "guidance": guidance, "images": n, "models": dict(zip(labels, texts))},
+                                 time.time() - t0)
+
+        return self.lane.submit("compare", work, cost)
+
+    def _score_table(self, images: list[torch.Tensor], labels: list[str], prompt: str, seed: int) -> pd.DataFrame:
+        from analysis.scorers import get_scorer
+
+        n = images[0].shape[0]
+        table = pd.DataFrame({"image": range(1, n + 1), "seed": range(seed, seed + n)})
+        for name, path in self.scorer_paths.items():
+            scorer = get_scorer(name, path)
+            for label, batch in zip(labels, images):
+                try:
+                    values = scorer.score(to_uint8(batch.numpy()), [prompt] * n)
+                except ValueError:  # the judge reads only toy captions
+                    values = [np.nan] * n
+                table[f"{name} | {label}"] = np.round(np.asarray(values, dtype=float), 4)
+        return table
+
+    def estimation_task(self, text, samples, progress=None) -> Task:
+        """The estimation-error curves of a model on held-back images (cached per model and size)."""
+        from analysis.estimation import estimation_error_frame, held_back_images
+        from dde.train import DEFAULT_PAIRS
+
+        samples = number(samples, APP["estimation_images"])
+        spec = self.spec(text)
+        key = ("estimation", spec, samples)
+        cost = samples * 10 * (1 + 5 + 20)  # 10 timesteps, single shot + 5- and 20-step DDIM
+
+        def work(task: Task):
+            if key not in self._cache:
+                backend = self.models.get(spec)
+                x0, captions = held_back_images(backend, self.data or DEFAULT_PAIRS, samples)
+
+                def tick(i, total):
+                    task.check()
+                    if progress:
+                        progress(i / total, f"t {i}/{total}")
+
+                self._cache[key] = estimation_error_frame(backend, x0, captions, progress=tick)
+            return self._cache[key]
+
+        return self.lane.submit("estimation", work, 0 if key in self._cache else cost)
+
+    def evaluate_task(self, prompts: list[str], models: list, scorers: list, seeds, steps, progress=None) -> Task:
+        """Per-image table (analysis.evaluate) for ``models`` (specs; the base first)."""
         from analysis.evaluate import evaluate_models
         from analysis.scorers import get_scorer
+        from dde.backends.spec import unique_labels
 
         if not prompts:
             raise ValueError("the prompt set is empty")
-        if len(models) < 1:
-            raise ValueError("choose at least one model")
-        if not scorers:
+        if not isinstance(scorers, (list, tuple)) or not scorers:
             raise ValueError("choose at least one scorer")
-        seeds, steps = whole_number(seeds, "seeds", 1, 8), whole_number(steps, "steps", 1, MAX_STEPS)
-        specs = {m: self.resolve(m) for m in models}
-        total, done = len(prompts) * seeds * len(specs), [0]
+        unknown = [s for s in scorers if s not in self.scorer_paths]
+        if unknown:
+            raise ValueError(f"unknown scorer(s) {unknown}; this app has {', '.join(self.scorer_paths)}")
+        if not isinstance(models, (list, tuple)):
+            raise ValueError("choose the models to evaluate")
+        seeds, steps = number(seeds, APP["eval_seeds"]), number(steps, APP["steps"])
+        texts = list(dict.fromkeys(["base", *[m for m in models if m != "base"]]))
+        specs = [self.spec(t) for t in texts]
+        labels = unique_labels(specs)
+        if "judge" in scorers:
+            from analysis.prompts import check_judge_prompts
 
-        def tick(k: int) -> None:
-            done[0] += k
-            if progress:
-                progress(done[0] / total, f"{done[0]}/{total} images")
+            check_judge_prompts(prompts)
+        cost = len(prompts) * seeds * len(specs) * steps
 
-        def work():
-            backends = {name: self.model(spec) for name, spec in specs.items()}
+        def work(task: Task):
+            backends = {label: self.models.get(spec) for label, spec in zip(labels, specs)}
             for b in backends.values():
                 for p in prompts:
                     b.validate_prompt(p)
-            return evaluate_models(backends, prompts, seeds=seeds, steps=steps,
-                                   scorers={s: get_scorer(s, self.scorer_paths.get(s)) for s in scorers},
-                                   batch=32, progress=tick)
+            total, done = len(prompts) * seeds * len(backends), [0]
 
-        return self.lane.run("evaluate", work)
+            def tick(k: int) -> None:
+                done[0] += k
+                if progress:
+                    progress(done[0] / total, f"{done[0]}/{total} images")
 
-    def images_for(self, spec: str, prompts: list[str], seeds: list[int], steps: int) -> list[Image.Image]:
-        """Re-sample chosen (prompt, seed) images of one model (the evaluate tab's best/worst grid)."""
-        spec = self.resolve(spec)
-        return self.lane.run("images", lambda: to_pil(self.model(spec).sample(prompts, seeds=seeds, steps=steps).images,
-                                                      size=128))
+            table = evaluate_models(backends, prompts, seeds=seeds, steps=steps, batch=32,
+                                    scorers={s: get_scorer(s, self.scorer_paths.get(s)) for s in scorers},
+                                    progress=tick, callback=lambda i, n: task.check())
+            return table, dict(zip(labels, texts))
+
+        return self.lane.submit("evaluate", work, cost)
+
+    def images_for(self, text: str, prompts: list[str], seeds: list[int], steps: int) -> list[Image.Image]:
+        """Re-sample chosen (prompt, seed) images of one model (the Evaluate tab's best/worst pairs)."""
+        spec = self.spec(text)
+        return self.lane.run("images", lambda: to_pil(self.models.get(spec).sample(prompts, seeds=seeds, steps=steps)
+                                                      .images, size=128), cost=len(prompts) * steps)
 
 
 def _x0_strip(backend, result) -> Image.Image:
@@ -429,27 +427,13 @@ def _x0_strip(backend, result) -> Image.Image:
     n = len(result.timesteps)
     picks = np.unique(np.linspace(0, n - 1, min(STRIP_FRAMES, n)).round().astype(int))
     x0 = torch.cat([result.x0_latents[i][:1] for i in picks]).to(backend.device, backend.dtype)
-    frames = to_pil(backend.latents_to_images(x0).float().cpu().clamp(-1, 1), size=128)
+    frames = to_pil(backend.latents_to_images(x0).float().cpu().clamp(-1, 1), size=96)
     return strip(frames, [f"t={result.timesteps[i]}" for i in picks])
 
 
-def finite_number(value, name: str, lo: float, hi: float) -> float:
-    """``value`` as a float in [lo, hi], else ValueError naming ``name`` (UI input checks)."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value!r}") from None
-    if not np.isfinite(number) or not lo <= number <= hi:
-        raise ValueError(f"{name} must be a number in [{lo:g}, {hi:g}], got {value}")
-    return number
+def _divergence(results: list, labels: list[str]) -> pd.DataFrame:
+    from analysis.divergence import COLUMNS, x0_divergence
 
-
-def whole_number(value, name: str, lo: int, hi: int) -> int:
-    """``value`` as an int in [lo, hi] (a float like 3.0 is fine, 2.5 is not), else ValueError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = float("nan")
-    if not np.isfinite(number) or number != int(number) or not lo <= number <= hi:
-        raise ValueError(f"{name} must be a whole number in [{lo}, {hi}], got {value}")
-    return int(number)
+    frames = [x0_divergence(results[0].x0_latents, r.x0_latents, results[0].timesteps, label)
+              for r, label in zip(results[1:], labels[1:])]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS)

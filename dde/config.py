@@ -8,6 +8,9 @@ ranges and names, so a bad value fails before any model loads. YAML round trip:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -62,6 +65,10 @@ class TrainConfig:
     # run
     output_dir: str = _f("runs/dde", "run directory (config, metrics, checkpoints)")
     checkpoint_every: int = _f(50, "steps between checkpoints")
+    keep_checkpoints_every: int = _f(0, "also keep every checkpoint whose step is a multiple of this (learning "
+                                     "curves); 0 = keep only the newest two")
+    judge_prompts: int = _f(8, "toy world: at every checkpoint, judge this many fixed training-split prompts "
+                            "sampled from fixed noise (judge.jsonl); 0 = off")
     max_skipped_steps: int = _f(20, "stop the run (status failed) after this many non-finite steps in a row")
     log_every: int = _f(1, "steps between metric rows")
 
@@ -87,7 +94,7 @@ class TrainConfig:
                 errors.append(f"{name} must lie in ({lo}, {hi:g}], got {value!r}")
         for name, lo in (("steps", 1), ("batch_pairs", 1), ("grad_accum", 1), ("checkpoint_every", 1),
                          ("log_every", 1), ("lora_rank", 0), ("calibration_batches", 0), ("calibration_bins", 1),
-                         ("warmup_steps", 0)):
+                         ("warmup_steps", 0), ("keep_checkpoints_every", 0), ("judge_prompts", 0)):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < lo:
                 errors.append(f"{name} must be an integer >= {lo}, got {value!r}")
@@ -113,13 +120,88 @@ def field_help() -> dict[str, str]:
     return {f.name: f.metadata.get("help", "") for f in fields(TrainConfig)}
 
 
+# ----- reading values as a user means them -----------------------------------------------------------
+class _Loader(yaml.SafeLoader):
+    """YAML with the 1.2 core schema's scalars: only true/false are booleans (``no`` stays the string
+    'no'), and 1e-5, 1E5, .5 and 5. are floats (YAML 1.1 reads 1e-5 as a string)."""
+
+
+_Loader.yaml_implicit_resolvers = {k: [(tag, rx) for tag, rx in v if tag not in (
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:float")] for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."))
+
+
+def parse_yaml(text: str) -> Any:
+    """Parse YAML text with the 1.2 scalar rules of :class:`_Loader`."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+_TRUE, _FALSE = {"true", "yes", "on", "1"}, {"false", "no", "off", "0"}
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """``value`` read as the type of field ``name``: numbers from any float notation for float
+    fields, whole numbers only for int fields, yes/no/true/false for booleans, text for strings."""
+    types = set(typing.get_args(annotation)) or {annotation}
+    if value is None and type(None) in types:
+        return None
+    if bool in types:
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in _TRUE | _FALSE:
+            return text in _TRUE
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if float in types:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
+        return number
+    if int in types:
+        if isinstance(value, bool):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        if not math.isfinite(number) or number != int(number):
+            raise ValueError(f"{name} must be a whole number, got {value!r}")
+        return int(number)
+    if str in types:
+        if isinstance(value, (dict, list)):
+            raise ValueError(f"{name} must be text, got {value!r}")
+        if isinstance(value, bool):  # a YAML 1.1 reader made "no" a boolean; mean the word
+            return "yes" if value else "no"
+        text = str(value)
+        if "\x00" in text:
+            raise ValueError(f"{name} must not contain a NUL character")
+        return text
+    if list in types and not isinstance(value, (list, tuple)):
+        raise ValueError(f"{name} must be a list, got {value!r}")
+    if dict in types and not isinstance(value, dict):
+        raise ValueError(f"{name} must be a mapping, got {value!r}")
+    return value
+
+
 def from_dict(values: dict) -> TrainConfig:
-    """Build a config, rejecting unknown keys by name."""
-    known = {f.name for f in fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
+    """Build a config, rejecting unknown keys by name and reading each value as its field's type."""
+    if not isinstance(values, dict):
+        raise ValueError(f"a config must be a mapping of keys to values, got {type(values).__name__}")
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(values) - set(hints))
     if unknown:
-        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(known)}")
-    return TrainConfig(**values)
+        raise ValueError(f"unknown config key(s) {unknown}; known: {sorted(hints)}")
+    return TrainConfig(**{k: _coerce(k, v, hints[k]) for k, v in values.items()})
 
 
 def load_config(path: str | Path, **overrides) -> TrainConfig:
@@ -127,11 +209,15 @@ def load_config(path: str | Path, **overrides) -> TrainConfig:
     if not path.is_file():
         raise ValueError(f"config file {path} does not exist")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = parse_yaml(path.read_text()) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"{path} is not valid YAML: {err}") from err
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of config keys")
+    base = values.pop("base", None)  # a preset may name another preset it extends (path relative to it)
+    if base is not None:
+        parent = load_config(path.parent / str(base)).to_dict()
+        values = {**parent, **values}
     return from_dict({**values, **overrides})
 
 

@@ -166,3 +166,26 @@ class PairData:
             captions.append(str(self.frame.caption.iloc[int(i)]))
         images = np.stack(winners + losers).astype(np.float32) / 127.5 - 1.0
         return PairBatch(captions, torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2))))
+
+
+# ----- writing pairs ---------------------------------------------------------------------------------
+def png_bytes(image: np.ndarray) -> bytes:
+    """uint8 ``[H, W, 3]`` -> PNG bytes (the Pick-a-Pic schema stores images as encoded bytes)."""
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_parquet(frame: pd.DataFrame, path: str | Path, metadata: dict | None = None) -> Path:
+    """Write a frame as parquet atomically (temporary file, then rename), with ``metadata`` as JSON
+    in the file's schema metadata (key ``dde``)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from dde.io import _atomic
+
+    table = pa.Table.from_pandas(frame, preserve_index=False)
+    if metadata is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               b"dde": json.dumps(metadata, default=str).encode()})
+    return _atomic(path, lambda tmp: pq.write_table(table, tmp))

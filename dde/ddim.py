@@ -41,6 +41,33 @@ def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, alpha_bar: torch.Tensor | f
     return (x_t - _coef(ab.sqrt(), x_t) * x0) * _coef((1 - ab).rsqrt(), x_t)
 
 
+def v_target(x0: torch.Tensor, eps: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """The velocity ``v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x0`` (v-prediction's target)."""
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    return _coef(ab.sqrt(), eps) * eps - _coef((1 - ab).sqrt(), x0) * x0
+
+
+def eps_from_v(x_t: torch.Tensor, v: torch.Tensor, alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """The noise implied by a velocity: ``eps = sqrt(alpha_bar) v + sqrt(1 - alpha_bar) x_t``."""
+    ab = torch.as_tensor(alpha_bar, dtype=torch.float64)
+    return _coef(ab.sqrt(), x_t) * v + _coef((1 - ab).sqrt(), x_t) * x_t
+
+
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def eps_from_prediction(prediction_type: str, x_t: torch.Tensor, out: torch.Tensor,
+                        alpha_bar: torch.Tensor | float) -> torch.Tensor:
+    """A model output of ``prediction_type`` (a diffusers scheduler config's) as the noise eps:
+    every loss and sampler in this project works in eps; other types are refused by name."""
+    if prediction_type == "epsilon":
+        return out
+    if prediction_type == "v_prediction":
+        return eps_from_v(x_t, out, alpha_bar)
+    raise ValueError(f"prediction_type {prediction_type!r} is not supported; this tool handles "
+                     f"{', '.join(PREDICTION_TYPES)}")
+
+
 def ddim_sigma(alpha_bar: torch.Tensor, alpha_bar_prev: torch.Tensor, eta: float) -> torch.Tensor:
     """DDIM's noise scale ``sigma = eta sqrt((1 - ab_prev) / (1 - ab)) sqrt(1 - ab / ab_prev)``, float64."""
     if not 0.0 <= eta <= 1.0:

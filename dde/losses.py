@@ -52,6 +52,7 @@ def preference_loss(
     *,
     beta: float,
     weights: torch.Tensor | None = None,
+    factors: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The DPO-style diffusion preference loss (see the module docstring for the convention).
 
@@ -61,6 +62,10 @@ def preference_loss(
         beta: KL strength, > 0; the loss uses beta / 2.
         weights: ``[P]`` credit weight ``w(t)`` of each pair's timestep, or None for w = 1.
             Detached: weights never receive gradient.
+        factors: ``[P]`` importance factor ``p(t) / q(t)`` of each pair's timestep draw
+            (:mod:`dde.timesteps`), multiplying that pair's loss, or None for 1. With ``t`` drawn
+            from ``q`` proportional to ``w p`` and ``w`` still inside the sigmoid, this is an
+            unbiased estimate of the loss with ``t`` drawn from ``p``.
 
     Returns:
         ``(loss, diagnostics)``. ``loss`` is a scalar. ``diagnostics`` holds detached tensors:
@@ -72,35 +77,39 @@ def preference_loss(
     if not (isinstance(beta, (int, float)) and beta > 0 and beta != float("inf")):
         raise ValueError(f"beta must be a positive finite number, got {beta!r}")
     named = {"e_theta_w": e_theta_w, "e_theta_l": e_theta_l, "e_ref_w": e_ref_w, "e_ref_l": e_ref_l}
-    if weights is None:
-        weights = torch.ones_like(e_theta_w)
-    named["weights"] = weights
+    named["weights"] = torch.ones_like(e_theta_w) if weights is None else weights
+    named["factors"] = torch.ones_like(e_theta_w) if factors is None else factors
     _check(named)
-    w = weights.detach().to(e_theta_w.dtype)
+    w = named["weights"].detach().to(e_theta_w.dtype)
+    f = named["factors"].detach().to(e_theta_w.dtype)
     delta = (e_theta_w - e_ref_w) - (e_theta_l - e_ref_l)
     z = -(beta / 2) * w * delta
-    loss = -F.logsigmoid(z).mean()
+    loss = -(f * F.logsigmoid(z)).mean()
     zd = z.detach()
     diagnostics = {
         "implicit_acc": (zd > 0).float().mean(),
         "reward_margin": zd.mean(),
-        **{k: v.detach().mean() for k, v in named.items() if k != "weights"},
+        **{k: v.detach().mean() for k, v in named.items() if k not in ("weights", "factors")},
         "z": zd,
         "delta": delta.detach(),
         "weight": w,
-        "credit": torch.sigmoid(-zd) * (beta / 2) * w,
+        "credit": f * torch.sigmoid(-zd) * (beta / 2) * w,
     }
     return loss, diagnostics
 
 
-def sft_loss(e_theta_w: torch.Tensor, *, weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Supervised fine-tuning on winners: mean of ``w(t) * e_theta_w`` (``[P]`` each; w = 1 if None)."""
+def sft_loss(e_theta_w: torch.Tensor, *, weights: torch.Tensor | None = None,
+             factors: torch.Tensor | None = None) -> torch.Tensor:
+    """Supervised fine-tuning on winners: mean of ``factor * w(t) * e_theta_w`` (``[P]`` each;
+    w and factor 1 where None)."""
     named = {"e_theta_w": e_theta_w}
-    if weights is not None:
-        named["weights"] = weights
+    named.update({k: v for k, v in (("weights", weights), ("factors", factors)) if v is not None})
     _check(named)
-    w = torch.ones_like(e_theta_w) if weights is None else weights.detach().to(e_theta_w.dtype)
-    return (w * e_theta_w).mean()
+    scale = torch.ones_like(e_theta_w)
+    for k in ("weights", "factors"):
+        if k in named:
+            scale = scale * named[k].detach().to(e_theta_w.dtype)
+    return (scale * e_theta_w).mean()
 
 
 def bin_by_timestep(values: torch.Tensor, t: torch.Tensor, T: int, bins: int) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N803

@@ -4,7 +4,8 @@
 - :func:`rendered_pairs`: preference pairs rendered by the world (winner: the caption's scene;
   loser: the same scene in another colour), in the Pick-a-Pic schema.
 - :func:`tiny_sd_pipeline`: a randomly initialised SD1.5-layout pipeline saved with
-  ``save_pretrained`` (16x16 images, 8x8 latents), with a tokenizer written on the spot.
+  ``save_pretrained`` (16x16 images, 8x8 latents), its tokenizer in the hub's layout
+  (``vocab.json`` and ``merges.txt``) as SD1.5 ships it; :func:`tiny_sdxl_pipeline` likewise.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def tiny_toy_model(path: str | Path, seed: int = 0) -> Path:
 
 
 def rendered_pairs(n: int, seed: int = 0) -> pd.DataFrame:
-    from dde.toy.pairs import png_bytes
+    from dde.data import png_bytes
     from dde.toy.world import COLOURS, Scene, render, split_scenes
 
     rng = np.random.default_rng(seed)
@@ -51,6 +52,27 @@ def _letter_vocab() -> dict[str, int]:
         for ch in string.ascii_lowercase:
             vocab[ch + suffix] = len(vocab)
     return vocab
+
+
+def write_hub_tokenizer(folder: str | Path, vocab: dict[str, int], max_length: int = 16) -> Path:
+    """Write a CLIP tokenizer folder the way the hub ships SD1.5's (``vocab.json``, ``merges.txt``,
+    ``tokenizer_config.json``, ``special_tokens_map.json``; no ``tokenizer.json``), replacing what
+    ``save_pretrained`` wrote, so tests load tokenizers the way users' downloaded models do."""
+    import json
+    import shutil
+
+    folder = Path(folder)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab))
+    (folder / "merges.txt").write_text("#version: 0.2\n")
+    special = {"bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "pad_token": "<|endoftext|>",
+               "unk_token": "<|endoftext|>"}
+    (folder / "special_tokens_map.json").write_text(json.dumps(special))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        **special, "add_prefix_space": False, "do_lower_case": True, "errors": "replace",
+        "model_max_length": max_length, "tokenizer_class": "CLIPTokenizer"}))
+    return folder
 
 
 def _tiny_text_config(vocab_size: int) -> dict:
@@ -82,6 +104,7 @@ def tiny_sd_pipeline(path: str | Path, seed: int = 0) -> Path:
                                    scheduler=scheduler, safety_checker=None, feature_extractor=None,
                                    requires_safety_checker=False)
     pipe.save_pretrained(path)
+    write_hub_tokenizer(Path(path) / "tokenizer", vocab)
     return Path(path)
 
 
@@ -112,4 +135,6 @@ def tiny_sdxl_pipeline(path: str | Path, seed: int = 0) -> Path:
                                      text_encoder_2=CLIPTextModelWithProjection(CLIPTextConfig(**text)),
                                      tokenizer=tokenizer, tokenizer_2=tokenizer_2, unet=unet, scheduler=scheduler)
     pipe.save_pretrained(path)
+    for sub in ("tokenizer", "tokenizer_2"):
+        write_hub_tokenizer(Path(path) / sub, vocab)
     return Path(path)

@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,21 +36,22 @@ from safetensors.torch import load_file
 from tqdm import tqdm
 
 from dde import credit, ddim
-from dde.config import TrainConfig, from_dict, load_config, save_config
+from dde.config import TrainConfig, from_dict, load_config, parse_yaml, save_config
 from dde.data import PairData, read_pairs
 from dde.io import (
     atomic_save_safetensors,
     atomic_write_json,
-    atomic_write_text,
     load_optimizer_state,
     optimizer_state_tensors,
 )
 from dde.losses import per_sample_error, preference_loss, sft_loss, split_pairs
+from dde.run import CALIBRATION, CONFIG, LORA, OPTIMIZER, STATE, UNET, RunDir
 from dde.timesteps import ImportanceSampler, StratifiedSampler, UniformSampler, pair_timesteps
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_PAIRS = ASSETS / "toy-pairs.parquet"
-LOG_FILES = ("metrics.jsonl", "credit.jsonl", "calibration.jsonl", "val.jsonl")
+# settings that only change how a run is watched or kept, so a resume may change them
+RESUME_MAY_CHANGE = ("checkpoint_every", "keep_checkpoints_every", "judge_prompts", "log_every", "max_skipped_steps")
 
 
 class Cancelled(Exception):  # noqa: N818 - reads as a state, not an error
@@ -58,6 +59,20 @@ class Cancelled(Exception):  # noqa: N818 - reads as a state, not an error
 
 
 # ----- set-up --------------------------------------------------------------------------------
+CPU_MIXED_PRECISION = False  # tests turn this on to check the mixed-precision path on a CPU
+
+
+def _check_precision(cfg: TrainConfig) -> None:
+    """fp16 / bf16 need a GPU here: on a CPU they are slow and imprecise (and fp16 autocast is not
+    supported), so they are refused with a message rather than accepted silently."""
+    on_cpu = (cfg.device or "").startswith("cpu") or not torch.cuda.is_available()
+    if cfg.mixed_precision != "no" and on_cpu and not CPU_MIXED_PRECISION:
+        raise ValueError(f"mixed_precision={cfg.mixed_precision} needs a GPU; on a CPU use --set mixed_precision=no")
+    if cfg.backend != "toy" and cfg.data is None:
+        raise ValueError(f"the {cfg.backend} backend needs preference pairs: --set data=<a Pick-a-Pic parquet file or "
+                         "folder, or a pairs.jsonl folder>")
+
+
 def _load_backend(cfg: TrainConfig):
     from dde.backends import load_backend
 
@@ -83,7 +98,9 @@ def _step_generator(cfg: TrainConfig, step: int, micro: int, rank: int) -> torch
 
 
 class CreditState:
-    """The calibration table (for calibrated variants) and the weight vector / sampler from it."""
+    """The calibration table (for calibrated variants), the weight vector and the timestep sampler
+    built from it: uniform over the variant's support ("inside"), or proportional to the weight
+    ("importance", where each pair's loss carries the factor p(t) / q(t))."""
 
     def __init__(self, cfg: TrainConfig, schedule, table: credit.CalibrationTable | None) -> None:
         self.cfg, self.schedule, self.table = cfg, schedule, table
@@ -95,19 +112,20 @@ class CreditState:
 
     def refresh(self) -> None:
         cfg = self.cfg
-        self.w = credit.weights(cfg.variant, self.schedule, self.table if self.calibrated else None,
-                                t_range=tuple(cfg.t_range), **cfg.variant_params).float()
+        w, support = credit.weights_and_support(cfg.variant, self.schedule, self.table if self.calibrated else None,
+                                                t_range=tuple(cfg.t_range), **cfg.variant_params)
+        self.w = w.float()
         if cfg.weight_mode == "importance":
-            self.sampler = ImportanceSampler(self.w.double(), tuple(cfg.t_range))
+            self.sampler = ImportanceSampler(w, tuple(cfg.t_range), support)
         else:
-            self.sampler = UniformSampler(self.schedule.T, tuple(cfg.t_range))
+            self.sampler = UniformSampler(self.schedule.T, tuple(cfg.t_range), support)
 
-    def loss_weights(self, t: torch.Tensor) -> torch.Tensor | None:
-        return None if self.cfg.weight_mode == "importance" else self.w[t]
-
-    def observe(self, t: torch.Tensor, e_ref: torch.Tensor) -> None:
+    def observe(self, t: torch.Tensor, e_ref: torch.Tensor, v_batch: float | None, n_images: int) -> None:
+        """Fold a step's reference errors (and its images' conditional variance) into the table."""
         if self.calibrated and self.table is not None:
             self.table.update(t, e_ref, mode="ema")
+            if v_batch is not None:
+                self.table.update_variance(v_batch, n_images, mode="ema")
             self.refresh()
 
 
@@ -124,6 +142,8 @@ class Session:
     data: PairData
     schedule: Any
     state: CreditState | None = None
+    started: float = field(default_factory=time.time)
+    prior_seconds: float = 0.0  # wall time of the run before this invocation (resume)
 
 
 def setup(cfg: TrainConfig, *, start: int = 0, run: Path | None = None) -> Session:
@@ -131,6 +151,7 @@ def setup(cfg: TrainConfig, *, start: int = 0, run: Path | None = None) -> Sessi
     and initialise the calibration table (from the checkpoint at ``start`` when resuming)."""
     from accelerate import Accelerator
 
+    _check_precision(cfg)
     accelerator = Accelerator(mixed_precision=cfg.mixed_precision,
                               cpu=(cfg.device or "").startswith("cpu") or not torch.cuda.is_available())
     torch.manual_seed(cfg.seed)
@@ -143,6 +164,8 @@ def setup(cfg: TrainConfig, *, start: int = 0, run: Path | None = None) -> Sessi
         params = backend.prepare_full_finetune()
     optimizer = _optimizer(cfg, params)
     backend.policy_module, optimizer = accelerator.prepare(backend.unet, optimizer)
+    if backend.frozen_reference is not None:  # a full fine-tune's reference runs under the same autocast
+        backend.frozen_reference = accelerator.prepare_model(backend.frozen_reference, evaluation_mode=True)
     session = Session(cfg, accelerator, backend, optimizer, params, _load_data(cfg, backend), backend.schedule)
     if start > 0:
         table = _load_checkpoint(run, start, session)
@@ -161,23 +184,26 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
     ``on_step(metrics)`` is called after every logged step (it may raise :class:`Cancelled`);
     ``cancel`` is checked between steps. Either way the run checkpoints before returning.
     """
-    run = Path(cfg.output_dir)
-    existed, fresh = run.exists(), not (run / "checkpoints" / "latest.json").is_file()
+    run = RunDir(cfg.output_dir)
+    existed, fresh = run.path.exists(), run.latest_step() is None
     start = _prepare_run_dir(cfg, run, _is_main_process())
     try:
         session = setup(cfg, start=start, run=run)
     except BaseException:  # bad data or model: leave no half-made run behind
         if fresh and _is_main_process():
-            (run / "config.yaml").unlink(missing_ok=True)
+            run.config_path.unlink(missing_ok=True)
             if not existed:
-                shutil.rmtree(run, ignore_errors=True)
+                shutil.rmtree(run.path, ignore_errors=True)
         raise
     main = session.accelerator.is_main_process
     if main:  # the schedule of the run, for its calibrated weights in analysis
-        atomic_write_json(dict(session.backend.scheduler_config), run / "scheduler_config.json")
+        run.write_scheduler_config(session.backend.scheduler_config)
+        if start == 0:
+            _probe(run, 0, session)
     bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, desc=f"train {cfg.variant}",
                disable=not (progress and main), dynamic_ncols=True)
     status, t0, done, skipped_in_a_row, error = "finished", time.time(), start, 0, None
+    session.prior_seconds, session.started = _checkpoint_seconds(run, start), t0
     try:
         for step in bar:
             if cancel is not None and cancel.is_set():
@@ -201,16 +227,17 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
     except (Cancelled, KeyboardInterrupt):
         status = "cancelled"
     _checkpoint(run, done, session)
-    report = {"status": status, "step": done, "steps": cfg.steps, **_replica_check(session),
+    report = {"status": status, "step": done, "steps": cfg.steps,
+              "seconds": round(session.prior_seconds + time.time() - t0, 1), **_replica_check(session),
               **({"error": error} if error else {})}
     if main:
         if status == "finished":
             _finalise(run, session)
-        atomic_write_json(report, run / "status.json")
+        run.write_status(report)
     session.accelerator.wait_for_everyone()
     if error:
         raise RuntimeError(error)
-    return run
+    return run.path
 
 
 def _is_main_process() -> bool:
@@ -253,12 +280,14 @@ def train_step(session: Session, step: int) -> dict:
     if finite_all:
         optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    # calibration from the reference errors of every process (identical tables everywhere)
+    # calibration from the reference errors and images of every process (identical tables everywhere)
     t_all = acc.gather(torch.cat([r.pop("t") for r in rows]).to(acc.device)).cpu()
     e_all = acc.gather(torch.cat([r.pop("e_ref") for r in rows]).to(acc.device)).cpu()
+    v_all = acc.gather(torch.tensor([r.pop("v") for r in rows], dtype=torch.float64, device=acc.device)).cpu()
     credit_rows = [(r.pop("t_pairs"), r.pop("credit")) for r in rows]
     if finite_all and torch.isfinite(e_all).all():
-        session.state.observe(t_all, e_all)
+        v_ok = v_all[torch.isfinite(v_all) & (v_all > 0)]
+        session.state.observe(t_all, e_all, float(v_ok.mean()) if len(v_ok) else None, len(e_all))
     metrics = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
     metrics.update(grad_norm=grad_norm, lr=lr, skipped=not finite_all)
     metrics["_credit"] = credit_rows
@@ -266,10 +295,10 @@ def train_step(session: Session, step: int) -> dict:
 
 
 def _pair_errors(backend, schedule, batch, t_pairs: torch.Tensor, gen: torch.Generator):
-    """Policy prediction and per-sample policy / reference errors (``[2P]``) of a [winners; losers]
-    batch at per-pair timesteps, winner and loser sharing t and eps."""
+    """Latents x0, policy prediction and per-sample policy / reference errors (``[2P]``) of a
+    [winners; losers] batch at per-pair timesteps, winner and loser sharing t and eps."""
     P = len(batch.captions)  # noqa: N806
-    x0 = backend.images_to_latents(batch.images)
+    x0 = backend.images_to_latents(batch.images, generator=gen)
     t = pair_timesteps(t_pairs)
     eps_pairs = torch.randn((P, *x0.shape[1:]), generator=gen)
     eps = torch.cat([eps_pairs, eps_pairs]).to(x0.device, x0.dtype)
@@ -279,32 +308,38 @@ def _pair_errors(backend, schedule, batch, t_pairs: torch.Tensor, gen: torch.Gen
     pred = backend.predict_eps(x_t, t, cond)
     with backend.reference():
         ref = backend.predict_eps(x_t, t, cond)
-    return t, pred, per_sample_error(pred, eps), per_sample_error(ref, eps)
+    return x0, t, pred, per_sample_error(pred, eps), per_sample_error(ref, eps)
 
 
 def _micro_step(session: Session, batch, gen: torch.Generator) -> dict:
     cfg, backend, state, schedule = session.cfg, session.backend, session.state, session.schedule
     P = len(batch.captions)  # noqa: N806
     draw = state.sampler.sample(P, gen)
-    t, pred, e_theta, e_ref = _pair_errors(backend, schedule, batch, draw.t, gen)
+    x0, t, pred, e_theta, e_ref = _pair_errors(backend, schedule, batch, draw.t, gen)
     finite = bool(torch.isfinite(e_theta).all() and torch.isfinite(e_ref).all())
     (e_tw, e_tl), (e_rw, e_rl) = split_pairs(e_theta), split_pairs(e_ref)
-    w = state.loss_weights(draw.t)
+    w, f = state.w[draw.t], draw.factor
     if finite and cfg.objective == "preference":
-        loss, diag = preference_loss(e_tw, e_tl, e_rw, e_rl, beta=cfg.beta, weights=w)
+        loss, diag = preference_loss(e_tw, e_tl, e_rw, e_rl, beta=cfg.beta, weights=w, factors=f)
     elif finite:
-        loss = sft_loss(e_tw, weights=w)
-        _, diag = preference_loss(e_tw.detach(), e_tl.detach(), e_rw, e_rl, beta=cfg.beta, weights=w)
+        loss = sft_loss(e_tw, weights=w, factors=f)
+        _, diag = preference_loss(e_tw.detach(), e_tl.detach(), e_rw, e_rl, beta=cfg.beta, weights=w, factors=f)
     else:  # keep processes in step: a zero-valued backward, then the step is skipped
         loss, diag = pred.sum() * 0.0, None
     session.accelerator.backward(loss / cfg.grad_accum)
     row = {"loss": loss.item() if finite else float("nan"), "finite": finite, "t": t.cpu(),
-           "e_ref": e_ref.detach().cpu(), "t_pairs": draw.t.cpu(),
+           "e_ref": e_ref.detach().cpu(), "t_pairs": draw.t.cpu(), "v": _pair_variance(x0),
            "credit": diag["credit"].cpu() if diag else torch.full((P,), float("nan"))}
     keys = ("implicit_acc", "reward_margin", "e_theta_w", "e_theta_l", "e_ref_w", "e_ref_l")
     row.update({k: float(diag[k]) if diag else float("nan") for k in keys})
     row["t_mean"] = float(draw.t.float().mean())
     return row
+
+
+def _pair_variance(x0: torch.Tensor) -> float:
+    """The prompt-conditional variance of a [winners; losers] batch (pairs share a prompt)."""
+    P = x0.shape[0] // 2  # noqa: N806
+    return credit.conditional_variance(x0.float(), list(range(P)) * 2) if P > 0 else float("nan")
 
 
 def _clip(params, max_norm: float) -> float:
@@ -334,11 +369,10 @@ def _calibrate(session: Session) -> credit.CalibrationTable:
         return credit.CalibrationTable.gaussian_ideal(schedule, cfg.calibration_bins, decay=cfg.calibration_decay)
     table = credit.CalibrationTable(schedule.T, cfg.calibration_bins, decay=cfg.calibration_decay)
     sampler = StratifiedSampler(schedule.T, tuple(cfg.t_range))
-    sq_sum, count = 0.0, 0
     for b in range(cfg.calibration_batches):
         gen = _step_generator(cfg, -1 - b, 0, accelerator.process_index)
         batch = data.batch(data.train_indices(b * cfg.batch_pairs, cfg.batch_pairs), flip_seed=b)
-        x0 = backend.images_to_latents(batch.images)
+        x0 = backend.images_to_latents(batch.images, generator=gen)
         draw = sampler.sample(x0.shape[0], gen)
         eps = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
         x_t = ddim.add_noise(x0, eps, schedule.alpha_bar_at(draw.t))
@@ -347,36 +381,40 @@ def _calibrate(session: Session) -> credit.CalibrationTable:
             e_ref = per_sample_error(backend.predict_eps(x_t, draw.t, backend.cat_cond(cond, cond)), eps)
         t_all = accelerator.gather(draw.t.to(accelerator.device)).cpu()
         table.update(t_all, accelerator.gather(e_ref).cpu(), mode="mean")
-        x0f = x0.float()
-        sq_sum += float(((x0f - x0f.mean()) ** 2).sum())
-        count += x0f.numel()
-    table.v = float(accelerator.reduce(torch.tensor([sq_sum / count], device=accelerator.device), "mean").item())
+        v = accelerator.gather(torch.tensor([_pair_variance(x0)], dtype=torch.float64, device=accelerator.device))
+        table.update_variance(float(v.mean()), len(t_all), mode="mean")  # the same images as r
     return table
 
 
 # ----- run directory: logs, checkpoints, resume -----------------------------------------------------
-def _prepare_run_dir(cfg: TrainConfig, run: Path, main: bool) -> int:
+def _prepare_run_dir(cfg: TrainConfig, run: RunDir, main: bool) -> int:
     """Create or resume ``run``; returns the step to start from."""
-    latest = run / "checkpoints" / "latest.json"
-    if latest.is_file():
-        saved = yaml.safe_load((run / "config.yaml").read_text())
-        differs = {k for k, v in cfg.to_dict().items() if saved.get(k) != v and k not in ("steps", "output_dir")}
+    step = run.latest_step()
+    if step is not None:
+        saved = run.config_dict()
+        differs = {k for k, v in cfg.to_dict().items()
+                   if saved.get(k) != v and k not in ("steps", "output_dir") + RESUME_MAY_CHANGE}
         if differs:
-            raise ValueError(f"{run} holds a run with a different config ({sorted(differs)}); "
+            raise ValueError(f"{run.path} holds a run with a different config ({sorted(differs)}); "
                              "choose another output_dir or the same settings to resume")
-        step = int(json.loads(latest.read_text())["step"])
-        _check_checkpoint(run / "checkpoints" / f"step-{step:07d}")  # before anything is rewritten
+        _check_checkpoint(run.checkpoint(step))  # before anything is rewritten
         if main:
-            _truncate_logs(run, step)
-            save_config(cfg, run / "config.yaml")
+            run.truncate_logs(step)
+            run.write_config(cfg)
         return step
     if main:  # a run that never reached its first checkpoint starts over; other files are left alone
-        for name in (*LOG_FILES, "status.json"):
-            (run / name).unlink(missing_ok=True)
-        shutil.rmtree(run / "final", ignore_errors=True)
-        run.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run / "config.yaml")
+        run.clear()
+        run.path.mkdir(parents=True, exist_ok=True)
+        run.write_config(cfg)
     return 0
+
+
+def _checkpoint_seconds(run: RunDir, step: int) -> float:
+    """Training wall time recorded with the checkpoint a run resumes from (0 for a fresh run)."""
+    try:
+        return float(json.loads((run.checkpoint(step) / STATE).read_text()).get("seconds", 0.0))
+    except (OSError, ValueError):
+        return 0.0
 
 
 def _check_checkpoint(folder: Path) -> None:
@@ -385,13 +423,13 @@ def _check_checkpoint(folder: Path) -> None:
     from safetensors import safe_open
 
     problem = None
-    if not (folder / "state.json").is_file():
-        problem = "state.json is missing"
+    if not (folder / STATE).is_file():
+        problem = f"{STATE} is missing"
     elif not list(folder.glob("*.safetensors")):
         problem = "it holds no weights"
     else:
         try:
-            json.loads((folder / "state.json").read_text())
+            json.loads((folder / STATE).read_text())
             for path in sorted(folder.glob("*.safetensors")):
                 with safe_open(str(path), framework="pt") as handle:  # checks the header covers the file
                     handle.keys()
@@ -402,88 +440,77 @@ def _check_checkpoint(folder: Path) -> None:
                          "resume from an earlier one")
 
 
-def _truncate_logs(run: Path, step: int) -> None:
-    """Drop log rows past the checkpoint being resumed (they will be written again)."""
-    for name in LOG_FILES:
-        path = run / name
-        if path.is_file():
-            keep = []
-            for line in path.read_text().splitlines():
-                try:
-                    if json.loads(line)["step"] <= step:
-                        keep.append(line)
-                except (json.JSONDecodeError, KeyError):
-                    continue  # a torn last line from a killed process
-            atomic_write_text("".join(line + "\n" for line in keep), path)
-
-
-def _append(path: Path, row: dict) -> None:
-    with open(path, "a") as handle:
-        handle.write(json.dumps(row) + "\n")
-        handle.flush()
-
-
-def _log(run: Path, cfg: TrainConfig, step: int, metrics: dict, state: CreditState) -> None:
+def _log(run: RunDir, cfg: TrainConfig, step: int, metrics: dict, state: CreditState) -> None:
     credit_rows = metrics.pop("_credit")
     if step % cfg.log_every and step != cfg.steps:
         return
-    _append(run / "metrics.jsonl", {"step": step, **{k: (None if isinstance(v, float) and not math.isfinite(v)
-                                                           else v) for k, v in metrics.items()}})
+    run.append("metrics", {"step": step, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                                             for k, v in metrics.items()}})
     t = torch.cat([c[0] for c in credit_rows]).tolist()
     values = torch.cat([c[1] for c in credit_rows]).tolist()
-    values = [None if not math.isfinite(v) else v for v in values]
-    _append(run / "credit.jsonl", {"step": step, "t": t, "credit": values})
+    run.append("credit", {"step": step, "t": t, "credit": [None if not math.isfinite(v) else v for v in values]})
     if state.table is not None:
-        _append(run / "calibration.jsonl", {"step": step, "r": state.table.r.tolist(), "v": state.table.v,
-                                            "counts": state.table.counts.tolist()})
+        clipped = state.table.clipped(state.schedule).nonzero().flatten()
+        run.append("calibration", {"step": step, "r": state.table.r.tolist(), "v": state.table.v,
+                                   "v_count": state.table.v_count, "counts": state.table.counts.tolist(),
+                                   "clipped_from": int(clipped.min()) if len(clipped) else None,
+                                   "clipped_count": len(clipped)})
 
 
-def _checkpoint(run: Path, step: int, session: Session) -> None:
+def _checkpoint(run: RunDir, step: int, session: Session) -> None:
     cfg, backend, optimizer, state, accelerator = (session.cfg, session.backend, session.optimizer, session.state,
                                                    session.accelerator)
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return
-    folder = run / "checkpoints" / f"step-{step:07d}"
+    folder = run.checkpoint(step)
     folder.mkdir(parents=True, exist_ok=True)
     _save_weights(backend, cfg, folder)
     tensors, groups = optimizer_state_tensors(optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer)
-    atomic_save_safetensors(tensors, folder / "optimizer.safetensors")
+    atomic_save_safetensors(tensors, folder / OPTIMIZER)
     if state.table is not None:
         atomic_save_safetensors(state.table.state_dict(), folder / "calibration.safetensors")
-    atomic_write_json({"step": step, **groups}, folder / "state.json")
-    atomic_write_json({"step": step, "folder": folder.name}, run / "checkpoints" / "latest.json")
-    for old in sorted((run / "checkpoints").glob("step-*"))[:-2]:
-        shutil.rmtree(old, ignore_errors=True)
+    seconds = session.prior_seconds + time.time() - session.started
+    atomic_write_json({"step": step, "seconds": round(seconds, 1), **groups}, folder / "state.json")
+    run.mark_latest(step, keep_every=cfg.keep_checkpoints_every)
     if step > 0:
         val = _validate(session)
         if val:
-            _append(run / "val.jsonl", {"step": step, **val})
+            run.append("val", {"step": step, **val})
+    _probe(run, step, session)
+
+
+def _probe(run: RunDir, step: int, session: Session) -> None:
+    """Toy world: the judge score of fixed training-split prompts on fixed noise (the reward the
+    fine-tune chases), logged at step 0 and at every checkpoint."""
+    cfg = session.cfg
+    if cfg.backend == "toy" and cfg.judge_prompts > 0:
+        from dde.toy.report import probe_judge
+
+        run.append("judge", {"step": step, **probe_judge(session.backend, cfg.judge_prompts)})
 
 
 def _save_weights(backend, cfg: TrainConfig, folder: Path) -> None:
     meta = {"variant": cfg.variant, "config": json.dumps(cfg.to_dict())}
     if cfg.lora_rank > 0:
-        backend.save_lora(folder / "lora.safetensors", metadata=meta)
+        backend.save_lora(folder / LORA, metadata=meta)
     else:
         unet = {k: v.detach().contiguous().cpu() for k, v in backend.unet.state_dict().items()}
-        atomic_save_safetensors(unet, folder / "unet.safetensors", metadata=meta)
+        atomic_save_safetensors(unet, folder / UNET, metadata=meta)
 
 
-def _load_checkpoint(run: Path, step: int, session: Session) -> credit.CalibrationTable | None:
+def _load_checkpoint(run: RunDir, step: int, session: Session) -> credit.CalibrationTable | None:
     cfg, backend, optimizer = session.cfg, session.backend, session.optimizer
-    folder = run / "checkpoints" / f"step-{step:07d}"
+    folder = run.checkpoint(step)
     try:
         if cfg.lora_rank > 0:
-            from peft.utils import set_peft_model_state_dict
-
-            set_peft_model_state_dict(backend.unet, load_file(folder / "lora.safetensors"))
+            backend.set_lora_state(load_file(folder / LORA), where=str(folder / LORA))
         else:
-            backend.unet.load_state_dict(load_file(folder / "unet.safetensors"))
-        groups = json.loads((folder / "state.json").read_text())
+            backend.unet.load_state_dict(load_file(folder / UNET))
+        groups = json.loads((folder / STATE).read_text())
         inner = optimizer.optimizer if hasattr(optimizer, "optimizer") else optimizer
-        load_optimizer_state(inner, load_file(folder / "optimizer.safetensors"), groups)
-        cal = folder / "calibration.safetensors"
+        load_optimizer_state(inner, load_file(folder / OPTIMIZER), groups)
+        cal = folder / CALIBRATION
         return credit.CalibrationTable.from_state_dict(load_file(cal)) if cal.is_file() else None
     except (OSError, ValueError, KeyError, json.JSONDecodeError) as err:
         raise ValueError(f"checkpoint {folder} is missing or corrupt ({err}); remove it or latest.json to "
@@ -499,7 +526,7 @@ def _validate(session: Session) -> dict | None:
     idx = data.val_index[: max(cfg.batch_pairs, 32)]
     gen = torch.Generator().manual_seed(cfg.seed + 99991)
     draw = UniformSampler(state.schedule.T, tuple(cfg.t_range)).sample(len(idx), gen)
-    _, _, e_theta, e_ref = _pair_errors(backend, state.schedule, data.batch(idx), draw.t, gen)
+    *_, e_theta, e_ref = _pair_errors(backend, state.schedule, data.batch(idx), draw.t, gen)
     if not (torch.isfinite(e_theta).all() and torch.isfinite(e_ref).all()):
         return {"val_loss": None, "val_implicit_acc": None}
     loss, diag = preference_loss(*split_pairs(e_theta), *split_pairs(e_ref), beta=cfg.beta)
@@ -507,25 +534,29 @@ def _validate(session: Session) -> dict | None:
             "val_reward_margin": float(diag["reward_margin"])}
 
 
-def _finalise(run: Path, session: Session) -> None:
+def _finalise(run: RunDir, session: Session) -> None:
     backend, state, cfg = session.backend, session.state, session.cfg
-    folder = run / "final"
+    folder = run.final
     folder.mkdir(exist_ok=True)
     _save_weights(backend, cfg, folder)
     if state.table is not None:
-        atomic_save_safetensors(state.table.state_dict(), folder / "calibration.safetensors")
-    save_config(cfg, folder / "config.yaml")
+        atomic_save_safetensors(state.table.state_dict(), folder / CALIBRATION)
+    save_config(cfg, folder / CONFIG)
 
 
 # ----- command line ------------------------------------------------------------------------------
 def parse_overrides(pairs: list[str]) -> dict:
-    """``key=value`` strings -> dict, values parsed as YAML (numbers, lists, booleans)."""
+    """``key=value`` strings -> dict, values parsed as YAML 1.2 scalars (numbers in any float
+    notation, lists, true/false); each is then read as its field's type by :func:`dde.config.from_dict`."""
     out = {}
     for item in pairs:
         if "=" not in item:
             raise ValueError(f"--set takes key=value, got {item!r}")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = parse_yaml(value)
+        except yaml.YAMLError as err:
+            raise ValueError(f"--set {key.strip()}: cannot read {value!r} ({err})") from err
     return out
 
 

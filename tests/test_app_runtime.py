@@ -1,11 +1,14 @@
-"""The app's runtime without a server: the compute lane, path confinement, compare, fine-tune jobs."""
+"""The app's runtime without a server: the compute lane (order, budget, cancellation, queue
+feedback), path confinement, compare of up to three models, fine-tune jobs."""
 
 import threading
 import time
 
 import pytest
 
-from app.runtime import Lane, Runtime, allowed_path
+from app.lane import Cancelled, Lane
+from app.paths import Paths
+from app.runtime import Runtime
 
 PROMPT = "a big red circle on the left on a black background"
 
@@ -36,7 +39,7 @@ def test_the_lane_runs_everything_on_one_thread_in_order_and_lets_queued_work_in
     results = {}
     trainer = threading.Thread(target=lambda: results.update(trainer=lane.run("fine-tune", long_task)))
     trainer.start()
-    while lane.holder != "fine-tune":
+    while lane.current is None or lane.current.who != "fine-tune":
         time.sleep(0.01)
     users = [threading.Thread(target=lambda n=n: results.update({n: lane.run(n, click, n)})) for n in ("a", "b")]
     for u in users:
@@ -55,52 +58,98 @@ def test_the_lane_runs_everything_on_one_thread_in_order_and_lets_queued_work_in
         lane.let_others_go()
 
 
-def test_paths_from_the_ui_are_confined(tmp_path):
-    inside = tmp_path / "runs" / "x"
+def test_the_lane_refuses_work_over_budget_tells_places_and_cancels():
+    lane = Lane(budget=100)
+    with pytest.raises(ValueError, match="at most 100"):
+        lane.submit("huge", lambda task: None, cost=1e9)
+    gate, steps = threading.Event(), []
+
+    def slow(task):
+        gate.wait(5)
+        for i in range(1000):  # a running task stops at its next check
+            task.check()
+            steps.append(i)
+            time.sleep(0.01)
+
+    running = lane.submit("running", slow, cost=50)
+    while lane.current is None:
+        time.sleep(0.01)
+    queued = [lane.submit(f"q{i}", lambda task: "done", cost=10) for i in range(3)]
+    assert [lane.place(t) for t in queued] == [1, 2, 3]
+    assert lane.wait_estimate(queued[2]) > lane.wait_estimate(queued[0]) > 0
+    queued[1].cancel()  # a queued task never runs
+    gate.set()
+    time.sleep(0.1)
+    running.cancel()
+    with pytest.raises(Cancelled):
+        running.future.result(5)
+    assert len(steps) < 1000
+    assert queued[0].future.result(5) == "done" and queued[2].future.result(5) == "done"
+    assert queued[1].future.cancelled()
+
+
+def test_paths_from_the_ui_are_confined_and_shown_relative(tmp_path):
+    paths = Paths(tmp_path / "out")
+    inside = tmp_path / "out" / "runs" / "x"
     inside.mkdir(parents=True)
-    assert allowed_path(str(inside), [tmp_path]) == inside.resolve()
+    assert paths.resolve(str(inside)) == inside.resolve()
+    assert paths.show(inside) == "out/runs/x" and paths.resolve("out/runs/x") == inside.resolve()
+    assert paths.show(paths.roots["assets"] / "toy-base") == "assets/toy-base"
+    for bad, message in (("/etc/passwd", "outside the folders"), (str(inside / ".." / ".." / ".."), "outside"),
+                         (str(tmp_path / "out" / "missing.safetensors"), "does not exist"),
+                         ("http://example.com/x.safetensors", "URLs are not accepted"), ("a\x00b", "not a usable"),
+                         (3, "must be given as text"), (None, "must be given as text")):
+        with pytest.raises(ValueError, match=message):
+            paths.resolve(bad)
+    (tmp_path / "out" / "link").symlink_to("/etc")
     with pytest.raises(ValueError, match="outside the folders"):
-        allowed_path("/etc/passwd", [tmp_path])
-    with pytest.raises(ValueError, match="outside the folders"):
-        allowed_path(str(inside / ".." / ".." / ".."), [tmp_path])
-    with pytest.raises(ValueError, match="does not exist"):
-        allowed_path(str(tmp_path / "missing.safetensors"), [tmp_path])
-    (tmp_path / "link").symlink_to("/etc")
-    with pytest.raises(ValueError, match="outside the folders"):
-        allowed_path(str(tmp_path / "link" / "passwd"), [tmp_path])
+        paths.resolve(str(tmp_path / "out" / "link" / "passwd"))
+    assert str(tmp_path) not in str(pytest.raises(ValueError, paths.resolve, "/etc/passwd").value)
 
 
-def test_compare_pairs_base_and_tuned_on_the_same_noise(rt):
-    same = rt.compare(PROMPT, "", 7, 5, 2.0, 2, "base")
-    assert len(same.base) == len(same.tuned) == 2
-    assert [im.tobytes() for im in same.base] == [im.tobytes() for im in same.tuned]
-    assert same.base[0].size == (256, 256)
-    assert same.base_strip.width == 5 * 128  # 5 steps -> 5 x0 frames
-    tuned = rt.compare(PROMPT, "", 7, 5, 2.0, 2, "tuned")
-    assert [im.tobytes() for im in tuned.base] == [im.tobytes() for im in same.base]
-    assert [im.tobytes() for im in tuned.tuned] != [im.tobytes() for im in same.base]
-    assert list(tuned.scores.columns) == ["image", "seed", "judge base", "judge tuned"]
-    assert tuned.scores.seed.tolist() == [7, 8]
-    free_text = rt.compare("a red circle", "", 0, 2, 2.0, 1, "tuned")  # not a toy caption: no judge score
-    assert free_text.scores["judge base"].isna().all()
+def _compare(rt, *args, models=("base",)):
+    return rt.compare_task(*args, list(models)).future.result(300)
+
+
+def test_compare_pairs_models_on_the_same_noise(rt):
+    same = _compare(rt, PROMPT, "", 7, 5, 2.0, 2, models=["base", "assets/toy-base"])
+    assert same.labels == ["base", "toy-base"] and len(same.images) == 2 and len(same.images[0]) == 2
+    assert [im.tobytes() for im in same.images[0]] == [im.tobytes() for im in same.images[1]]
+    assert (same.divergence.value == 0).all() and len(same.divergence) == 5  # one row per DDIM step
+    assert same.strips[0].width == 5 * 96  # 5 steps -> 5 x0 frames
+    tuned = _compare(rt, PROMPT, "", 7, 5, 2.0, 2, models=["base", "dde"])
+    assert [im.tobytes() for im in tuned.images[0]] == [im.tobytes() for im in same.images[0]]
+    assert [im.tobytes() for im in tuned.images[1]] != [im.tobytes() for im in same.images[0]]
+    assert (tuned.divergence.value > 0).any()
+    means = tuned.mean_scores()
+    assert set(means) == {"base", "dde"} and 0 <= means["dde"]["judge"] <= 1
 
 
 @pytest.mark.parametrize("args, message", [
-    (("", "", 0, 5, 2.0, 1, "tuned"), "empty"),
-    (("x" * 1001, "", 0, 5, 2.0, 1, "tuned"), "1000 characters"),
-    ((PROMPT, "", 0, 0, 2.0, 1, "tuned"), "steps"),
-    ((PROMPT, "", 0, 101, 2.0, 1, "tuned"), "steps"),
-    ((PROMPT, "", 0, 2.5, 2.0, 1, "tuned"), "steps"),
-    ((PROMPT, "", -1, 5, 2.0, 1, "tuned"), "seed"),
-    ((PROMPT, "", 0, 5, 99.0, 1, "tuned"), "guidance"),
-    ((PROMPT, "", 0, 5, 2.0, 9, "tuned"), "images"),
-    ((PROMPT, "", 0, 5, 2.0, 1, "/etc/passwd"), "outside the folders"),
-    ((PROMPT, "", 0, 5, 2.0, 1, "assets/none.safetensors"), "does not exist"),
-    ((PROMPT, "", 0, 5, 2.0, 1, "assets/toy-pairs.json"), "not 'base', 'tuned'"),
+    (("", "", 0, 5, 2.0, 1), "prompt is empty"),
+    (("x" * 2000, "", 0, 5, 2.0, 1), "limit is 1000"),
+    ((PROMPT, "", 0, 0, 2.0, 1), "DDIM steps"),
+    ((PROMPT, "", 0, 2.5, 2.0, 1), "whole number"),
+    ((PROMPT, "", -1, 5, 2.0, 1), "seed"),
+    ((PROMPT, "", 0, 5, 99.0, 1), "guidance"),
+    ((PROMPT, "", 0, 5, float("nan"), 1), "guidance"),
+    ((PROMPT, "", 0, 5, 2.0, 9), "images per model"),
+    ((PROMPT, 5, 0, 5, 2.0, 1), "negative prompt must be text"),
+    ((3, "", 0, 5, 2.0, 1), "prompt must be text"),
 ])
 def test_compare_rejects_bad_input_with_a_message(rt, args, message):
     with pytest.raises(ValueError, match=message):
-        rt.compare(*args)
+        _compare(rt, *args)
+
+
+@pytest.mark.parametrize("models, message", [
+    (["/etc/passwd"], "outside the folders"), (["assets/none.safetensors"], "does not exist"),
+    (["assets/toy-pairs.json"], "is not a LoRA or UNet"), ([], "at least one model"),
+    (["dde", "dpo", "assets/toy-base", "base"], "at most 3 models"), ([None], "must be given as text"),
+])
+def test_compare_rejects_bad_models_with_a_message(rt, models, message):
+    with pytest.raises(ValueError, match=message):
+        _compare(rt, PROMPT, "", 0, 2, 2.0, 1, models=models)
 
 
 def _wait(job, timeout=300):
@@ -111,39 +160,57 @@ def _wait(job, timeout=300):
 
 
 def test_fine_tunes_run_one_at_a_time_and_queue_the_rest(rt):
-    small = {"steps": 3, "batch_pairs": 2, "calibration_batches": 1, "lora_rank": 2}
-    first = rt.submit({"variant": "dde", **small})
-    second = rt.submit({"variant": "dpo", **small})
-    third = rt.submit({"variant": "dpo", **small})
-    assert rt.position(second) >= 1 and second.state == "queued"
-    rt.cancel(third.id)
+    small = {"steps": 3, "batch_pairs": 2, "calibration_batches": 1, "lora_rank": 2, "judge_prompts": 2,
+             "checkpoint_every": 3}
+    ft = rt.finetunes
+    first = ft.submit({"variant": "dde", **small})
+    second = ft.submit({"variant": "dpo", **small})
+    third = ft.submit({"variant": "dpo", **small})
+    assert ft.position(second) >= 1 and second.state == "queued"
+    ft.cancel(third.id)
     assert third.state == "cancelled"
     # a compare click goes between training steps
-    rt.compare(PROMPT, "", 0, 2, 2.0, 1, "base")
+    _compare(rt, PROMPT, "", 0, 2, 2.0, 1)
     assert _wait(first) == "finished" and _wait(second) == "finished"
     assert first.started < first.ended <= second.started
     assert [m["step"] for m in first.metrics] == [1, 2, 3]
-    assert first.lora is not None and str(first.lora) in dict((v, k) for k, v in rt.tuned_choices())
-    assert not (third.run / "metrics.jsonl").exists()
-    # the new LoRA is usable as the tuned model
-    result = rt.compare(PROMPT, "", 0, 2, 2.0, 1, str(first.lora))
-    assert len(result.tuned) == 1
+    assert [r["step"] for r in first.run.rows("judge")] == [0, 3]  # the reward probe at start and checkpoint
+    shown = rt.paths.show(first.run.path)
+    assert shown.startswith("out/runs/") and shown in dict((v, k) for k, v in rt.model_choices())
+    assert not third.run.log("metrics").exists()
+    # the new run is usable as a model
+    result = _compare(rt, PROMPT, "", 0, 2, 2.0, 1, models=["base", shown])
+    assert len(result.images) == 2
 
 
 def test_a_fine_tune_can_be_cancelled_while_running(rt):
-    job = rt.submit({"variant": "dpo", "steps": 400, "batch_pairs": 2, "calibration_batches": 0, "lora_rank": 2})
+    job = rt.finetunes.submit({"variant": "dpo", "steps": 400, "batch_pairs": 2, "calibration_batches": 0,
+                               "lora_rank": 2, "judge_prompts": 0})
     while not job.metrics:
         time.sleep(0.05)
-    rt.cancel(job.id)
+    rt.finetunes.cancel(job.id)
     assert _wait(job) == "cancelled"
     assert len(job.metrics) < 400
-    assert (job.run / "checkpoints" / "latest.json").is_file()
+    assert job.run.latest_step() is not None
 
 
 def test_bad_fine_tune_settings_are_refused_before_anything_runs(rt):
-    before = set(rt.jobs)
+    from app.tabs.finetune import settings_from_form
+
+    before = set(rt.finetunes.jobs)
     with pytest.raises(ValueError, match="variant"):
-        rt.submit({"variant": "nope"})
+        rt.finetunes.submit({"variant": "nope"})
     with pytest.raises(ValueError, match="unknown config key"):
-        rt.submit({"output_dir_typo": 1})
-    assert set(rt.jobs) == before
+        rt.finetunes.submit({"output_dir_typo": 1})
+    good = ("dde", 500, 3e-4, 10, 8, 0, 1000, 1, 2, 0)
+    assert settings_from_form(*good)["steps"] == 10
+    for k, bad, message in ((3, 2.5, "steps must be a whole number"), (4, 2.5, "LoRA rank must be a whole number"),
+                            (1, float("inf"), "beta"), (2, "fast", "learning rate"), (5, 600, "t from must be below"),
+                            (3, None, "steps"), (9, True, "seed")):
+        form = list(good)
+        form[k] = bad
+        if k == 5:
+            form[6] = 500
+        with pytest.raises(ValueError, match=message):
+            settings_from_form(*form)
+    assert set(rt.finetunes.jobs) == before

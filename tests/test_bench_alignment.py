@@ -1,28 +1,91 @@
-"""The alignment study end to end at a toy size: tune, train, evaluate, report."""
+"""The alignment study: its statistics on cases with known answers, and the whole study end to end
+at a toy size (tune, widen, train, evaluate, report, rewrite the report from saved outputs)."""
 
+import numpy as np
 import pandas as pd
 import pytest
+
+from bench.alignment import choose, grid_edges
+from bench.alignment_report import _first_reach, curve_table, summary_table
+
+
+def _images(variant, seeds, effect, rng, prompts=40, sample_seeds=2, seed_sd=0.0):
+    rows = []
+    for s in seeds:
+        shift = rng.normal(0, seed_sd)
+        for p in range(prompts):
+            for k in range(sample_seeds):
+                score = 0.5 + 0.1 * np.sin(p) + effect + shift + rng.normal(0, 0.02)
+                rows.append({"variant": variant, "train_seed": s, "prompt": f"p{p}", "seed": k * prompts + p,
+                             "score": score, **{f"ok_{a}": True for a in ("shape", "colour", "size", "position",
+                                                                         "background")}})
+    return rows
+
+
+def test_summary_pairs_every_variant_with_the_base_and_dpo_on_a_known_case():
+    rng = np.random.default_rng(0)
+    rows = _images("base", [-1], 0.0, rng) + _images("dpo", range(5), 0.05, rng) + _images("dde", range(5), 0.08, rng)
+    s = summary_table(pd.DataFrame(rows)).set_index("variant")
+    assert s.loc["dde", "vs_base"] == pytest.approx(0.08, abs=0.005)
+    assert s.loc["dde", "vs_dpo"] == pytest.approx(0.03, abs=0.005)
+    assert s.loc["dde", "vs_dpo_lo"] > 0 and s.loc["dpo", "vs_base_lo"] > 0
+    assert s.loc["dde", "win_rate"] > 0.95 and np.isnan(s.loc["dpo"].get("vs_dpo", np.nan))
+
+
+def test_steps_to_reach_a_target_on_a_known_curve():
+    steps = [0, 25, 50, 75, 100]
+    curves = np.array([[0.5, 0.55, 0.60, 0.62, 0.61], [0.5, 0.52, 0.53, 0.54, 0.55]])
+    reach = _first_reach(curves, np.array([0.60, 0.60]), steps)
+    assert reach[0] == 50 and np.isnan(reach[1])
+    rng = np.random.default_rng(1)
+    rows = []
+    for variant, speed in (("dpo", 0.002), ("dde", 0.004)):
+        for s in range(4):
+            for step in (25, 50, 75, 100):
+                for p in range(30):
+                    rows.append({"variant": variant, "train_seed": s, "step": step, "prompt": f"p{p}", "seed": p,
+                                 "score": 0.5 + speed * min(step, 75) + rng.normal(0, 0.01)})
+    rows += [{"variant": "base", "train_seed": -1, "step": 0, "prompt": f"p{p}", "seed": p, "score": 0.5}
+             for p in range(30)]
+    frame, reach = curve_table(pd.DataFrame(rows))
+    assert reach["dpo"]["step"] == 75  # dpo peaks at 0.65 from step 75; dde passes it at step 50
+    assert reach["dde"]["step"] == 50 and reach["dde"]["hi"] <= 75
+    assert set(frame.series) == {"dpo", "dde"} and (frame.lo <= frame.value).all()
+
+
+def test_choice_and_grid_edges():
+    grid = pd.DataFrame([{"variant": "dpo", "beta": b, "lr": lr, "step": st, "score": -abs(b - 1000) - abs(lr - 3e-4)
+                          - abs(st - 50) / 1e4} for b in (250.0, 1000.0, 4000.0) for lr in (1e-4, 3e-4, 1e-3)
+                         for st in (25, 50)])
+    chosen = choose(grid)
+    assert chosen["dpo"] == {"beta": 1000.0, "lr": 3e-4, "steps": 50, "tune_score": pytest.approx(0.0)}
+    assert grid_edges(chosen, [250.0, 1000.0, 4000.0], [1e-4, 3e-4, 1e-3]) == []
+    assert grid_edges({"x": {"beta": 4000.0, "lr": 1e-4}}, [250.0, 4000.0], [1e-4, 1e-3]) == [("beta", "high"),
+                                                                                                ("lr", "low")]
 
 
 @pytest.mark.slow
 def test_the_study_writes_its_report(tmp_path):
     from bench.alignment import main
 
-    results = main(["--variants", "dpo", "dde", "--seeds", "2", "--steps", "2", "--prompts", "3",
-                    "--tune-prompts", "2", "--tune-grid", "500:3e-4", "1000:3e-4", "--curve-every", "1",
-                    "--curve-prompts", "2", "--workers", "1", "--no-png", "--runs", str(tmp_path / "runs"),
-                    "--out", str(tmp_path / "out")])
+    results = main(["--variants", "dpo", "dde", "window", "--seeds", "2", "--max-steps", "2", "--every", "1",
+                    "--prompts", "3", "--tune-prompts", "2", "--curve-prompts", "2", "--betas", "500", "1000",
+                    "--lrs", "3e-4", "--widen", "1", "--eval-seeds", "1", "--sample-steps", "2", "--workers", "1",
+                    "--no-png", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     text = results.read_text()
     assert results == tmp_path / "RESULTS.md"
-    assert "python -m bench.alignment --variants dpo dde" in text
+    assert "python -m bench.alignment --variants dpo dde window" in text
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
-    assert summary.variant.tolist() == ["base", "dpo", "dde"]
-    assert (summary.n.tolist()) == [3, 6, 6]  # 3 prompts x 1 base; 3 prompts x 2 training seeds
+    assert summary.variant.tolist() == ["base", "dpo", "dde", "window"]
+    assert summary.n.tolist() == [3, 6, 6, 6]  # 3 prompts x 1 base; 3 prompts x 2 training seeds
     assert summary.win_rate.iloc[1:].between(0, 1).all()
+    tuning = pd.read_csv(tmp_path / "out" / "tuning.csv")
+    assert set(tuning.variant) == {"dpo", "dde", "dde-closed"}  # the same grid for each tuned method
+    assert tuning.groupby("variant").size().nunique() == 1
+    assert len(tuning.lr.unique()) >= 2  # a one-value lr axis is an edge: the grid widened
     curve = pd.read_csv(tmp_path / "out" / "curve.csv")
     assert sorted(curve.step.unique()) == [0, 1, 2]
-    assert len(pd.read_csv(tmp_path / "out" / "tuning.csv")) == 2
-    assert "| dde |" in text and "## Learning curves" in text
+    assert "**DDE vs Diffusion-DPO**" in text and "## Learning curves" in text and "half-width" in text
     # the report can be rewritten from the saved outputs alone
     (tmp_path / "out" / "discussion.md").write_text("Hand-written reading.")
     main(["--report-only", "--no-png", "--out", str(tmp_path / "out")])

@@ -1,12 +1,13 @@
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from dde import credit
 from dde.schedule import NoiseSchedule
 
-# method.md section 3c: dde-closed on the SD1.5 schedule, mean 1 over t in [0, 1000)
+# docs/method.md section 3c: dde-closed on the SD1.5 schedule, mean 1 over t in [0, 1000)
 # (value, tolerance: half a unit of the last stated digit)
 CLOSED_FORM_VALUES = {0: (0.007, 5e-4), 100: (0.765, 5e-4), 200: (1.501, 5e-4), 354: (2.02, 5e-3),
                       500: (1.617, 5e-4), 700: (0.612, 5e-4), 999: (0.038, 5e-4)}
@@ -108,25 +109,57 @@ def test_gaussian_ideal_reliability_is_alpha_bar_for_unit_variance(sd_schedule):
     torch.testing.assert_close(credit.reliability(sd_schedule, table), ab * v / (ab * v + 1 - ab))
 
 
-def test_binned_ideal_table_is_close_to_the_closed_form(sd_schedule):
+def test_binned_ideal_table_is_the_closed_form(sd_schedule):
+    # r is interpolated as a ratio to the Gaussian ideal at the table's v: the ideal table is exact
+    # between bin centres, also near T where rho = 1 - s_t r_t / v subtracts nearly equal numbers
     table = credit.CalibrationTable.gaussian_ideal(sd_schedule, bins=50)
-    w_binned = credit.weights("dde", sd_schedule, table)
-    w_exact = credit.weights("dde-closed", sd_schedule)
-    # near T, rho = 1 - s_t r_t / v is a small difference of large numbers, so the linear
-    # interpolation of r between 50 bin centres shows there most
-    assert (w_binned - w_exact)[:700].abs().max().item() < 0.02
-    assert (w_binned - w_exact).abs().max().item() < 0.05
-    assert abs(w_binned.argmax().item() - 354) <= 10
+    torch.testing.assert_close(credit.weights("dde", sd_schedule, table), credit.weights("dde-closed", sd_schedule))
+
+
+def test_unvisited_bins_take_the_gaussian_ideal_at_the_measured_v(sd_schedule):
+    table = credit.CalibrationTable(sd_schedule.T, bins=50, v=0.2)  # r = 1 stored, but never visited
+    ab = sd_schedule.alphas_cumprod
+    torch.testing.assert_close(table.r_at(sd_schedule), ab * 0.2 / (ab * 0.2 + 1 - ab))
+    table.update(torch.tensor([990]), torch.tensor([1e-3]))  # one visited bin changes only its side
+    r = table.r_at(sd_schedule)
+    torch.testing.assert_close(r[:970], (ab * 0.2 / (ab * 0.2 + 1 - ab))[:970])
+    ideal = lambda a: a * 0.2 / (a * 0.2 + 1 - a)  # noqa: E731
+    centre = float(np.interp(989.5, np.arange(1000), ab.numpy()))  # bin 49 covers 980..999
+    # beyond the last centre the ratio to the ideal is held
+    assert r[995].item() == pytest.approx(1e-3 / ideal(centre) * ideal(ab[995].item()), rel=1e-6)
+
+
+def test_log_interpolation_hand_computed():
+    """Two bins on T = 100 with alpha_bar linear from 1 to 0.01 (hand-made schedule); centres at
+    24.5 and 74.5; measured r at the centres is twice and half the ideal there. Between centres
+    log(r / r_ideal) runs linearly from log 2 to log 0.5; at t = 49.5 (the midpoint) the ratio is 1."""
+    ab = torch.linspace(1.0, 0.01, 100, dtype=torch.float64)
+    schedule = NoiseSchedule.from_betas(1 - ab / torch.cat([torch.ones(1, dtype=torch.float64), ab[:-1]]))
+    torch.testing.assert_close(schedule.alphas_cumprod, ab)
+    v = 0.5
+    ideal = lambda a: a * v / (a * v + 1 - a)  # noqa: E731
+    a_c = [float(np.interp(c, np.arange(100), ab.numpy())) for c in (24.5, 74.5)]
+    table = credit.CalibrationTable(100, bins=2, v=v, r=torch.tensor([2 * ideal(a_c[0]), 0.5 * ideal(a_c[1])]),
+                                    counts=torch.tensor([1, 1]))
+    r = table.r_at(schedule, torch.tensor([0, 24, 49, 60, 99]))
+    expected_ratio = [2.0, 2.0, 2.0 ** (1 - 2 * (24.5 / 50)), 2.0 ** (1 - 2 * (35.5 / 50)), 0.5]
+    expected = [ideal(ab[t].item()) * q for t, q in zip([0, 24, 49, 60, 99], expected_ratio)]
+    torch.testing.assert_close(r, torch.tensor(expected, dtype=torch.float64))
 
 
 def test_calibrated_weight_responds_to_a_worse_reference(sd_schedule):
     # a reference with twice the ideal error recovers less of x0: rho falls, the peak moves to lower t
     table = credit.CalibrationTable.gaussian_ideal(sd_schedule, bins=100)
-    table.r = table.r * 2
+    table.r, table.counts = table.r * 2, torch.ones(100, dtype=torch.long)
     w = credit.weights("dde", sd_schedule, table)
     assert w.argmax().item() < 354
     rho = credit.reliability(sd_schedule, table)
     assert rho.min().item() == pytest.approx(credit.DEFAULT_RHO_MIN)
+    # the clipped region is where s_t r_t >= v: there rho sits at rho_min
+    clipped = table.clipped(sd_schedule)
+    assert clipped.any() and not clipped[:300].any()
+    assert (rho[clipped] == credit.DEFAULT_RHO_MIN).all() and (rho[~clipped] > credit.DEFAULT_RHO_MIN).all()
+    assert not credit.CalibrationTable.gaussian_ideal(sd_schedule).clipped(sd_schedule).any()
 
 
 def test_table_update_ema_and_mean():
@@ -144,12 +177,37 @@ def test_table_update_ema_and_mean():
         table.update(torch.tensor([100]), torch.tensor([1.0]))
 
 
-def test_table_interpolation():
-    table = credit.CalibrationTable(T=100, bins=2, r=torch.tensor([1.0, 3.0]))
-    # centres at 24.5 and 74.5; flat beyond them, linear between
-    r = table.r_at()
-    assert r[0].item() == 1.0 and r[99].item() == 3.0
-    assert r[49].item() == pytest.approx(1.0 + 2.0 * (49 - 24.5) / 50)
+def test_variance_update_replaces_the_prior_then_averages():
+    table = credit.CalibrationTable(T=100, bins=10, decay=0.9, v=1.0)
+    table.update_variance(0.2, 8, mode="mean")
+    assert table.v == 0.2  # the first observation replaces the prior
+    table.update_variance(0.4, 8, mode="mean")
+    assert table.v == pytest.approx(0.3)
+    table.update_variance(1.3, 16)  # EMA
+    assert table.v == pytest.approx(0.9 * 0.3 + 0.1 * 1.3) and table.v_count == 32
+    with pytest.raises(ValueError, match="positive and finite"):
+        table.update_variance(float("nan"))
+
+
+def test_conditional_variance_hand_computed():
+    # two pairs of 2-element images: ||x_w - x_l||^2 = 4 + 0 and 1 + 1 -> v = (4 + 2) / 2 / (2 * 2) = 0.75
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [1.0, 0.0]])  # [w1, w2, l1, l2]
+    assert credit.conditional_variance(x, [0, 1, 0, 1]) == pytest.approx(((4 + 0) + (1 + 1)) / 2 / (2 * 2))
+    # a group of three: mean (1, 1, 1) of [0, 1, 2] per element; within sum 2 per element; 3 - 1 dof
+    x3 = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0], [2.0, 2.0, 2.0]])
+    assert credit.conditional_variance(x3, ["a", "a", "a"]) == pytest.approx(1.0)
+    # no group holds two images: the per-element variance over all images (unbiased)
+    assert credit.conditional_variance(x3) == pytest.approx(1.0)
+    assert credit.conditional_variance(x3, ["a", "b", "c"]) == pytest.approx(1.0)
+    # conditional below unconditional when the prompt fixes most of the image
+    gen = torch.Generator().manual_seed(0)
+    means = torch.randn(50, 1, 16, generator=gen) * 3
+    data = (means + 0.5 * torch.randn(50, 2, 16, generator=gen)).reshape(100, 16)
+    groups = [i // 2 for i in range(100)]
+    assert credit.conditional_variance(data, groups) == pytest.approx(0.25, rel=0.15)
+    assert credit.conditional_variance(data) > 5
+    with pytest.raises(ValueError, match="at least two"):
+        credit.conditional_variance(x[:1])
 
 
 def test_table_state_roundtrip(tmp_path):
@@ -159,7 +217,7 @@ def test_table_state_roundtrip(tmp_path):
     table.update(torch.randint(0, 1000, (64,)), torch.rand(64))
     save_file(table.state_dict(), tmp_path / "cal.safetensors")
     back = credit.CalibrationTable.from_state_dict(load_file(tmp_path / "cal.safetensors"))
-    assert (back.T, back.bins, back.decay, back.v) == (1000, 50, 0.9, 0.3)
+    assert (back.T, back.bins, back.decay, back.v, back.v_count) == (1000, 50, 0.9, 0.3, 0)
     torch.testing.assert_close(back.r, table.r)
     assert torch.equal(back.counts, table.counts)
     with pytest.raises(ValueError, match="lacks"):
@@ -169,9 +227,10 @@ def test_table_state_roundtrip(tmp_path):
 @pytest.mark.parametrize("v", [1.0, 0.3])
 def test_calibration_converges_to_the_gaussian_ideal(sd_schedule, v):
     """Synthetic Gaussian data with the analytic ideal denoiser: the EMA-updated table, started at
-    the wrong prior (ideal for v = 1 when v differs), converges to r_t = ab v / (ab v + 1 - ab)."""
+    the wrong prior (v = 1 when v differs), measures v from the images and converges to
+    r_t = ab v / (ab v + 1 - ab)."""
     gen = torch.Generator().manual_seed(1)
-    table = credit.CalibrationTable(sd_schedule.T, bins=50, decay=0.95, v=v)
+    table = credit.CalibrationTable(sd_schedule.T, bins=50, decay=0.95, v=1.0)
     for _ in range(400):
         t = torch.randint(0, sd_schedule.T, (64,), generator=gen)
         ab = sd_schedule.alpha_bar_at(t)[:, None]
@@ -180,6 +239,8 @@ def test_calibration_converges_to_the_gaussian_ideal(sd_schedule, v):
         x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
         eps_hat = (1 - ab).sqrt() / (ab * v + 1 - ab) * x_t
         table.update(t, (eps_hat - eps).pow(2).mean(dim=1))
+        table.update_variance(credit.conditional_variance(x0), len(x0))
+    assert table.v == pytest.approx(v, rel=0.03)
     ideal = credit.CalibrationTable.gaussian_ideal(sd_schedule, bins=50, v=v)
     rel = (table.r - ideal.r).abs() / ideal.r
     assert rel.max().item() < 0.08, rel

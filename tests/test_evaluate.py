@@ -21,6 +21,40 @@ def test_bootstrap_ci_brackets_the_mean_and_shrinks_with_n():
     assert np.isnan(bootstrap_ci([1.0])[0])
 
 
+def _matrix(rng, prompts, seeds, sd_seed, sd_prompt, sd_noise, mean=0.0, prompt_effect=None):
+    effect = rng.normal(0, sd_prompt, prompts) if prompt_effect is None else prompt_effect
+    values = mean + effect[:, None] + rng.normal(0, sd_seed, seeds)[None, :] + rng.normal(0, sd_noise, (prompts, seeds))
+    return pd.DataFrame(values, index=[f"p{i}" for i in range(prompts)]), effect
+
+
+def test_seed_bootstrap_has_the_known_width_and_coverage():
+    """prompts x training seeds with a seed effect, a prompt effect and noise: the mean's variance is
+    sd_seed^2 / S + sd_prompt^2 / P + sd_noise^2 / (P S). The interval's half-width is 1.96 times
+    that standard error (up to the bootstrap's (S-1)/S shrinkage of the seed term), and resampling
+    prompts alone (the first study's mistake) would be far too narrow."""
+    from analysis.stats import seed_bootstrap
+
+    rng = np.random.default_rng(0)
+    P, S, sd_seed, sd_prompt, sd_noise = 200, 8, 0.05, 0.1, 0.05  # noqa: N806
+    m, _ = _matrix(rng, P, S, sd_seed, sd_prompt, sd_noise)
+    lo, hi = seed_bootstrap(m, n=4000)
+    se = np.sqrt(sd_seed**2 * (S - 1) / S / S + sd_prompt**2 / P + sd_noise**2 / (P * S))
+    assert (hi - lo) / 2 == pytest.approx(1.96 * se, rel=0.25)
+    prompts_only = bootstrap_ci(m.mean(axis=1).to_numpy())
+    assert (prompts_only[1] - prompts_only[0]) < 0.6 * (hi - lo)
+    # coverage over repeated studies, and a paired difference to a one-column baseline
+    covered = 0
+    for k in range(60):
+        r = np.random.default_rng(100 + k)
+        a, effect = _matrix(r, 60, 5, sd_seed, sd_prompt, sd_noise, mean=0.1)
+        b, _ = _matrix(r, 60, 1, 0.0, sd_prompt, sd_noise, prompt_effect=effect)
+        lo, hi = seed_bootstrap(a, b, n=1000, seed=k)
+        covered += lo <= 0.1 <= hi
+    assert covered >= 48  # about 95% of 60, allowing for the bootstrap's small-S narrowness
+    with pytest.raises(ValueError, match="same prompts"):
+        seed_bootstrap(a, b.iloc[::-1])
+
+
 def test_win_rate():
     assert win_rate([1, 2, 3], [1, 1, 5]).tolist() == [0.5, 1.0, 0.0]
     with pytest.raises(ValueError, match="one shape"):

@@ -43,6 +43,18 @@ def test_every_variant_on_hand_computed_numbers(sd_schedule, name):
     assert diag["z"].tolist() == pytest.approx(zs, rel=1e-5)
 
 
+def test_importance_factors_scale_each_pairs_loss_on_hand_computed_numbers():
+    w, f = [2.0, 0.5], [0.5, 2.0]  # importance: factor = 1 / w for a weight of mean 1 under p
+    loss, diag = preference_loss(E_TW, E_TL, E_RW, E_RL, beta=50.0, weights=torch.tensor(w), factors=torch.tensor(f))
+    _, zs = _by_hand(50.0, w)
+    expected = sum(fi * math.log1p(math.exp(-z)) for fi, z in zip(f, zs)) / 2
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+    credit_expected = [fi / (1 + math.exp(z)) * 25 * wi for fi, z, wi in zip(f, zs, w)]
+    assert diag["credit"].tolist() == pytest.approx(credit_expected, rel=1e-5)
+    assert sft_loss(E_TW, weights=torch.tensor(w), factors=torch.tensor(f)).item() == pytest.approx(
+        (0.10 * 1.0 + 0.30 * 1.0) / 2)
+
+
 def test_constant_weights_equal_dpo():
     plain, _ = preference_loss(E_TW, E_TL, E_RW, E_RL, beta=7.0)
     ones, _ = preference_loss(E_TW, E_TL, E_RW, E_RL, beta=7.0, weights=torch.ones(2))

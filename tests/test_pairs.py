@@ -1,10 +1,13 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from dde.data import decode_image, read_pairs, winner_loser
+from bench import make_pairs
+from bench.make_pairs import bradley_terry_labels, label_pairs, sample_pairs, training_prompts
+from dde.data import decode_image, png_bytes, read_pairs, winner_loser, write_parquet
 from dde.testing import tiny_toy_model
-from dde.toy.pairs import bradley_terry_labels, generate_pairs, training_prompts, write_parquet
 
 
 @pytest.fixture(scope="module")
@@ -29,14 +32,14 @@ def test_training_prompts_cycle_the_training_scenes():
 
 
 def test_generated_pairs_follow_the_pick_a_pic_schema(tiny_backend, tmp_path):
-    frame, stats = generate_pairs(tiny_backend, training_prompts(6), steps=2, batch=4, progress=False,
-                                  tie_margin=0.0)
+    raw = sample_pairs(tiny_backend, training_prompts(6), 0, steps=2, batch=4)
+    frame, stats = label_pairs(raw, seed=0, temperature=0.05, tie_margin=0.0)
     assert stats["generated"] == 6 and len(frame) == 6
     assert set(frame.label_0 + frame.label_1) == {1.0}
     assert (frame.seed_0 != frame.seed_1).all()
     path = write_parquet(frame, tmp_path / "pairs.parquet", {"command": "test"})
     back = read_pairs(path)
-    assert list(back.columns[:5]) == ["caption", "jpg_0", "jpg_1", "score_0", "score_1"]
+    assert list(back.columns[:5]) == ["caption", "jpg_0", "jpg_1", "label_0", "label_1"]
     win, lose = winner_loser(back.iloc[0])
     assert win.shape == lose.shape == (32, 32, 3)
     assert decode_image(back.jpg_0[0]).dtype == np.uint8
@@ -63,8 +66,6 @@ def test_read_pairs_errors_and_ties(tmp_path):
 def test_jsonl_folder_format(tmp_path):
     import json
 
-    from dde.toy.pairs import png_bytes
-
     img = np.zeros((8, 8, 3), dtype=np.uint8)
     (tmp_path / "a.png").write_bytes(png_bytes(img))
     (tmp_path / "b.png").write_bytes(png_bytes(img + 255))
@@ -82,3 +83,35 @@ def test_jsonl_folder_format(tmp_path):
     (tmp_path / "pairs.jsonl").write_text(json.dumps({"caption": "x", "image_0": "a.png", "label_0": 1}))
     with pytest.raises(ValueError, match="line 1: KeyError"):
         read_pairs(tmp_path)
+
+
+def test_pair_generator_resumes_without_repeating_or_duplicating(tiny_backend, tmp_path, monkeypatch):
+    """An interrupted run keeps its finished chunks; the rerun samples only the missing ones, and the
+    result equals an uninterrupted run's."""
+    model = tiny_backend.model_path
+    common = ["--model", str(model), "--prompts", "10", "--chunk", "4", "--batch", "4", "--steps", "2",
+              "--tie-margin", "0"]
+    sampled, original = [], make_pairs.sample_pairs
+
+    def flaky(backend, prompts, first, **kw):
+        sampled.append(first)
+        if first == 8 and len(sampled) == 3:
+            raise KeyboardInterrupt  # the third chunk of the first run dies
+        return original(backend, prompts, first, **kw)
+
+    monkeypatch.setattr(make_pairs, "sample_pairs", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        make_pairs.main([*common, "--out", str(tmp_path / "a.parquet"), "--work", str(tmp_path / "w")])
+    assert sorted(p.name for p in (tmp_path / "w").glob("part-*")) == ["part-0000000-0000004.parquet",
+                                                                       "part-0000004-0000008.parquet"]
+    make_pairs.main([*common, "--out", str(tmp_path / "a.parquet"), "--work", str(tmp_path / "w")])
+    assert sampled == [0, 4, 8, 8]  # the rerun sampled only the missing chunk
+    resumed = read_pairs(tmp_path / "a.parquet")
+    make_pairs.main([*common, "--out", str(tmp_path / "b.parquet"), "--work", str(tmp_path / "w2")])
+    straight = read_pairs(tmp_path / "b.parquet")
+    assert len(resumed) == 10 and resumed["pair"].is_unique
+    pd.testing.assert_frame_equal(resumed, straight)
+    sidecar = json.loads((tmp_path / "a.json").read_text())
+    assert "independent" in sidecar["pairing"] and sidecar["pairs"] == 10
+    with pytest.raises(SystemExit):  # a resume with other settings would mix two pair sets
+        make_pairs.main([*common, "--steps", "3", "--out", str(tmp_path / "c.parquet"), "--work", str(tmp_path / "w")])

@@ -71,7 +71,7 @@ def test_a_truncated_checkpoint_is_refused_before_anything_is_rewritten(world, t
 
 
 def test_corrupt_or_foreign_loras_get_clear_errors(world, tmp_path):
-    from dde.backends import load_toy_spec
+    from dde.backends.spec import load_model
     from dde.backends.toy import ToyBackend
 
     _, model = world
@@ -81,7 +81,7 @@ def test_corrupt_or_foreign_loras_get_clear_errors(world, tmp_path):
     (tmp_path / "text.safetensors").write_text("not tensors")
     for bad in ("truncated", "text"):
         with pytest.raises(ValueError, match=bad):
-            load_toy_spec(str(tmp_path / f"{bad}.safetensors"), str(model))
+            load_model(str(tmp_path / f"{bad}.safetensors"), base=str(model))
     with pytest.raises(ValueError):  # trained on the tiny model, refused by the shipped one (other shapes)
         ToyBackend.load(None, lora=good)
 

@@ -50,8 +50,10 @@ def test_sampling_is_seeded_and_paired(backend):
 def test_sampling_input_errors(backend):
     with pytest.raises(ValueError, match="prompt is empty"):
         backend.sample(["   "], steps=2)
-    with pytest.raises(ValueError, match="steps must lie in"):
+    with pytest.raises(ValueError, match="DDIM steps must be a whole number in"):
         backend.sample(["a red circle"], steps=0)
+    with pytest.raises(ValueError, match="guidance must be a number in"):
+        backend.sample(["a red circle"], steps=2, guidance=float("nan"))
     with pytest.raises(ValueError, match="knows none of the words"):
         backend.sample(["zebra crossing"], steps=2)
     with pytest.raises(ValueError, match="1000 characters"):
@@ -105,3 +107,62 @@ def test_full_finetune_keeps_a_frozen_reference(backend):
     with backend.reference():
         torch.testing.assert_close(backend.predict_eps(x, t, cond), base)
     assert np.isfinite(base.numpy()).all()
+
+
+def test_saved_loras_use_the_diffusers_layout_and_old_files_still_load(backend, tmp_path, toy_dir):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    params = backend.attach_lora(rank=2, alpha=4.0, init=True)
+    with torch.no_grad():
+        for p in params:
+            p.add_(0.05 * torch.randn_like(p))
+    path = backend.save_lora(tmp_path / "lora.safetensors")
+    with safe_open(str(path), framework="pt") as handle:
+        keys, meta = list(handle.keys()), handle.metadata()
+    assert all(k.startswith("unet.") and ".lora_" in k for k in keys)
+    packed = json.loads(meta["lora_adapter_metadata"])  # where diffusers reads rank and alpha
+    assert packed["unet.r"] == 2 and packed["unet.lora_alpha"] == 4.0
+    x, t = torch.randn(1, 3, 32, 32), torch.tensor([400])
+    cond = backend.encode_prompts(["a big red circle on a black background"])
+    tuned = backend.predict_eps(x, t, cond).detach()
+    # the earlier format: unprefixed keys and only this tool's metadata
+    with safe_open(str(path), framework="pt") as handle:
+        old = {k[len("unet."):]: handle.get_tensor(k) for k in handle.keys()}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"lora_config": meta["lora_config"], "backend": "toy"})
+    for file in (path, tmp_path / "old.safetensors"):
+        again = load_backend("toy", str(toy_dir), lora=str(file))
+        torch.testing.assert_close(again.predict_eps(x, t, cond), tuned)
+
+
+def test_v_prediction_models_are_converted_to_eps_at_the_boundary(toy_dir, tmp_path):
+    """A v-prediction UNet's output becomes eps = sqrt(ab) v + sqrt(1 - ab) x_t in predict_eps; its
+    sampler gives the same image as stepping DDIM on the converted eps; other types are refused."""
+    import json
+    import shutil
+
+    from dde import ddim
+
+    vdir = tmp_path / "v"
+    shutil.copytree(toy_dir, vdir)
+    meta = json.loads((vdir / "model.json").read_text())
+    meta["scheduler"]["prediction_type"] = "v_prediction"
+    (vdir / "model.json").write_text(json.dumps(meta))
+    eps_model, v_model = load_backend("toy", str(toy_dir)), load_backend("toy", str(vdir))
+    assert v_model.prediction_type == "v_prediction"
+    x, t = torch.randn(2, 3, 32, 32), torch.tensor([10, 900])
+    cond = eps_model.encode_prompts(["a big red circle on a black background"] * 2)
+    raw = eps_model.predict_eps(x, t, cond)  # the same weights: this is the UNet's raw output
+    ab = v_model.schedule.alpha_bar_at(t).view(-1, 1, 1, 1).float()
+    torch.testing.assert_close(v_model.predict_eps(x, t, cond), ab.sqrt() * raw + (1 - ab).sqrt() * x)
+    x0, eps = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    x_t = ddim.add_noise(x0, eps, v_model.schedule.alpha_bar_at(t))
+    v = ddim.v_target(x0, eps, v_model.schedule.alpha_bar_at(t))
+    torch.testing.assert_close(ddim.eps_from_v(x_t, v, v_model.schedule.alpha_bar_at(t)), eps, rtol=1e-5, atol=1e-5)
+    assert v_model.sample(["a big red circle on a black background"], steps=3).images.shape == (1, 3, 32, 32)
+    meta["scheduler"]["prediction_type"] = "sample"
+    (vdir / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="predicts 'sample'; this tool handles epsilon, v_prediction"):
+        load_backend("toy", str(vdir))

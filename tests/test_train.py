@@ -5,7 +5,6 @@ import threading
 
 import pytest
 import torch
-import yaml
 
 from dde import credit
 from dde.config import TrainConfig, field_help, from_dict, load_config, save_config
@@ -16,7 +15,7 @@ from dde.train import Cancelled, parse_overrides, train
 def _cfg(world, name, **kw) -> TrainConfig:
     root, model = world
     base = dict(model=str(model), data=str(root / "pairs.parquet"), steps=3, batch_pairs=2, checkpoint_every=2,
-                calibration_batches=1, lora_rank=2, lr=1e-3, beta=500.0, output_dir=str(root / name))
+                calibration_batches=1, lora_rank=2, lr=1e-3, beta=500.0, judge_prompts=0, output_dir=str(root / name))
     return TrainConfig(**{**base, **kw})
 
 
@@ -33,6 +32,24 @@ def test_every_variant_trains(world, variant):
     assert (run / "final" / "lora.safetensors").is_file()
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
     assert (run / "calibration.jsonl").is_file() == credit.REGISTRY[variant].calibrated
+
+
+def test_windows_draw_inside_and_calibration_measures_the_conditional_variance(world):
+    run = train(_cfg(world, "win", variant="window", variant_params={"t_lo": 100, "t_hi": 600}), progress=False)
+    drawn = [t for row in _rows(run, "credit.jsonl") for t in row["t"]]
+    assert len(drawn) == 6 and all(100 <= t < 600 for t in drawn)
+    run = train(_cfg(world, "cal", variant="dde", calibration_batches=2), progress=False)
+    rows = _rows(run, "calibration.jsonl")
+    # v comes from the pairs' images (pooled within-prompt variance), not the unit prior
+    assert all(0 < r["v"] < 1.0 for r in rows) and len({r["v"] for r in rows}) > 1
+    assert all("clipped_from" in r and "clipped_count" in r for r in rows)
+
+
+def test_judge_probe_logs_the_reward_at_start_and_every_checkpoint(world):
+    run = train(_cfg(world, "probe", judge_prompts=3, steps=4), progress=False)
+    rows = _rows(run, "judge.jsonl")
+    assert [r["step"] for r in rows] == [0, 2, 4]
+    assert all(len(r["scores"]) == 3 and 0 <= r["judge"] <= 1 for r in rows)
 
 
 def test_importance_mode_and_sft_and_accumulation(world):
@@ -128,11 +145,47 @@ def test_config_validation_and_yaml_roundtrip(tmp_path):
 def test_presets_are_valid():
     from pathlib import Path
 
-    presets = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("*.yaml"))
-    assert presets
+    presets = sorted(Path(__file__).resolve().parents[1].joinpath("configs").glob("toy-*.yaml"))
+    assert {p.stem[4:] for p in presets} == set(credit.variant_names())  # one preset per variant
+    base = load_config(presets[0].parent / "toy.yaml")
     for path in presets:
         cfg = load_config(path)
-        assert yaml.safe_load(path.read_text())["variant"] == cfg.variant
+        assert cfg.variant == path.stem[4:] and cfg.output_dir == f"runs/{path.stem}"
+        assert cfg.batch_pairs == base.batch_pairs and cfg.lora_rank == base.lora_rank
+    dde, step = load_config(presets[0].parent / "toy-dde.yaml"), load_config(presets[0].parent / "toy-dde-step.yaml")
+    assert (step.beta, step.lr, step.steps) == (dde.beta, dde.lr, dde.steps)  # ablations train with DDE's settings
+
+
+@pytest.mark.parametrize("text, field, expected", [
+    ("lr=1e-5", "lr", 1e-5), ("lr=1E-5", "lr", 1e-5), ("lr=.0003", "lr", 3e-4), ("lr=3e-4", "lr", 3e-4),
+    ("beta=5e3", "beta", 5000.0), ("beta=5000", "beta", 5000.0), ("mixed_precision=no", "mixed_precision", "no"),
+    ("random_flip=yes", "random_flip", True), ("random_flip=false", "random_flip", False),
+    ("steps=3.0", "steps", 3), ("lora_alpha=16", "lora_alpha", 16.0), ("model=null", "model", None),
+    ("output_dir=no", "output_dir", "no"), ("t_range=[100, 900]", "t_range", [100, 900]),
+])
+def test_set_values_parse_as_a_user_means_them(text, field, expected):
+    cfg = from_dict(parse_overrides([text]))
+    assert getattr(cfg, field) == expected and type(getattr(cfg, field)) is type(expected)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("steps=2.5", "steps must be a whole number"), ("lora_rank=2.5", "lora_rank must be a whole number"),
+    ("lr=fast", "lr must be a number"), ("lr=nan", "lr must be a finite number"), ("steps=true", "whole number"),
+    ("random_flip=maybe", "random_flip must be true or false"), ("variant=[1]", "variant must be text"),
+])
+def test_set_values_of_the_wrong_type_are_refused_by_name(text, message):
+    with pytest.raises(ValueError, match=message):
+        from_dict(parse_overrides([text]))
+
+
+def test_yaml_files_parse_as_a_user_means_them(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text("lr: 1e-5\nmixed_precision: no\nbeta: 5e3\ngradient_checkpointing: yes\nvariant: dpo\n")
+    cfg = load_config(path)
+    assert (cfg.lr, cfg.mixed_precision, cfg.beta, cfg.gradient_checkpointing) == (1e-5, "no", 5000.0, True)
+    (tmp_path / "child.yaml").write_text("base: mine.yaml\nvariant: window\n")
+    child = load_config(tmp_path / "child.yaml")
+    assert (child.variant, child.lr, child.mixed_precision) == ("window", 1e-5, "no")
 
 
 def test_bad_data_fails_with_a_named_message(world, tmp_path):

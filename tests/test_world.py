@@ -4,6 +4,7 @@ from collections import defaultdict
 import numpy as np
 import pytest
 
+from dde import images
 from dde.toy import world
 from dde.toy.judge import ATTRIBUTES, judge, judge_batch
 
@@ -50,9 +51,9 @@ def test_render_is_deterministic_given_rng():
 
 def test_model_space_roundtrip():
     img = world.render(world.Scene("circle", "red", "small", "white"), np.random.default_rng(0))
-    x = world.to_model(img)
+    x = images.from_uint8(img)
     assert x.shape == (3, 32, 32) and x.min() >= -1 and x.max() <= 1
-    assert np.array_equal(world.from_model(x), img)
+    assert np.array_equal(images.to_uint8(x), img)
 
 
 def test_judge_recognises_ground_truth():

@@ -1,6 +1,6 @@
 """Model backends behind one interface (:class:`dde.backends.base.Backend`): the embedded toy
-world and Stable Diffusion 1.5 through diffusers. Training, analysis and the app use only the
-interface."""
+world, Stable Diffusion 1.5 and SDXL through diffusers. Training, analysis and the app use only the
+interface; what users type to name a model is parsed in :mod:`dde.backends.spec`."""
 
 from __future__ import annotations
 
@@ -21,49 +21,23 @@ def load_backend(kind: str, path: str | None = None, **kwargs):
     raise ValueError(f"unknown backend {kind!r}; known: toy, sd, sdxl")
 
 
-def lora_base_model(path) -> str | None:
-    """The base model a LoRA file was trained on (its ``base_model`` metadata), if recorded and present."""
+def default_guidance(kind: str, path: str | None = None) -> float:
+    """The guidance a model samples with when a caller gives none, without loading it: a toy model
+    folder's own (``model.json``), else the backend's."""
+    import json
     from pathlib import Path
 
-    from safetensors import safe_open
+    if kind == "toy":
+        from dde.backends.toy import DEFAULT_BASE, ToyBackend
 
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            base = (handle.metadata() or {}).get("base_model")
-    except Exception:  # an unreadable file is reported by the loader with a clear message
-        return None
-    return base if base and Path(base).is_dir() else None
+        meta = Path(path or DEFAULT_BASE) / "model.json"
+        try:
+            value = json.loads(meta.read_text()).get("default_guidance")
+        except (OSError, ValueError):
+            value = None
+        return float(value) if value is not None else ToyBackend.default_guidance
+    if kind in ("sd", "sdxl"):
+        from dde.backends.sd import SDBackend, SDXLBackend
 
-
-def load_toy_spec(spec: str, base: str | None = None):
-    """A toy model from a short spec, as the app and the command lines accept it:
-
-    - ``base``: the shipped base model (or ``base`` if given);
-    - ``tuned``: the shipped DDE-tuned LoRA on the base model;
-    - a ``.safetensors`` LoRA file, or a run directory (its ``final/`` or latest checkpoint LoRA),
-      on the base model it was trained on when that is recorded, else on ``base``;
-    - a toy model directory (with ``model.json``).
-    """
-    from pathlib import Path
-
-    from dde.backends.toy import ASSETS, ToyBackend
-
-    if spec == "base":
-        return ToyBackend.load(base)
-    if spec == "tuned":
-        return ToyBackend.load(base, lora=ASSETS / "toy-dde" / "lora.safetensors")
-    path = Path(spec)
-    lora = None
-    if path.suffix == ".safetensors":
-        lora = path
-    elif (path / "model.json").is_file():
-        return ToyBackend.load(path)
-    elif (path / "final" / "lora.safetensors").is_file():
-        lora = path / "final" / "lora.safetensors"
-    elif path.is_dir():
-        checkpoints = sorted((path / "checkpoints").glob("step-*/lora.safetensors"))
-        lora = checkpoints[-1] if checkpoints else None
-    if lora is None:
-        raise ValueError(f"{spec!r} is not 'base', 'tuned', a LoRA .safetensors file, a run directory or a toy "
-                         "model directory")
-    return ToyBackend.load(base or lora_base_model(lora), lora=lora)
+        return (SDXLBackend if kind == "sdxl" else SDBackend).default_guidance
+    raise ValueError(f"unknown backend {kind!r}; known: toy, sd, sdxl")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +28,28 @@ from typing import Any
 import torch
 from diffusers import DDIMScheduler
 
+from dde import ddim
 from dde.io import atomic_save_safetensors
+from dde.limits import APP, SAMPLING, number
 from dde.schedule import NoiseSchedule
 
-MAX_SAMPLING_STEPS = 1000
+UNET_PREFIX = "unet."  # diffusers' key prefix for the UNet's LoRA layers
+LORA_METADATA_KEY = "lora_adapter_metadata"  # where diffusers reads a LoRA's LoraConfig
+
+
+def _lora_config(meta: dict[str, str], path: Path) -> dict:
+    """rank, alpha and target modules of a LoRA file, from this tool's metadata or diffusers'."""
+    import json
+
+    if "lora_config" in meta:
+        return json.loads(meta["lora_config"])
+    if LORA_METADATA_KEY in meta:
+        packed = json.loads(meta[LORA_METADATA_KEY])
+        config = {k[len(UNET_PREFIX):]: v for k, v in packed.items() if k.startswith(UNET_PREFIX)}
+        if {"r", "lora_alpha", "target_modules"} <= set(config):
+            return config
+    raise ValueError(f"{path} carries no LoRA config (neither this tool's lora_config nor diffusers' "
+                     "lora_adapter_metadata): not a LoRA this tool can load")
 
 
 @dataclass
@@ -54,7 +73,7 @@ class Backend:
     dtype: torch.dtype
 
     def __init__(self) -> None:
-        self._frozen_reference: torch.nn.Module | None = None
+        self.frozen_reference: torch.nn.Module | None = None
         self.policy_module: torch.nn.Module | None = None
         self._use_reference = False
         self.lora_config: dict | None = None
@@ -63,7 +82,9 @@ class Backend:
     def encode_prompts(self, prompts: list[str]) -> Any:
         raise NotImplementedError
 
-    def images_to_latents(self, images: torch.Tensor) -> torch.Tensor:
+    def images_to_latents(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Images ``[B, 3, H, W]`` in [-1, 1] -> latents; any random draw (a VAE posterior sample)
+        takes ``generator``, so a training step is a function of its seed."""
         raise NotImplementedError
 
     def latents_to_images(self, latents: torch.Tensor) -> torch.Tensor:
@@ -78,26 +99,48 @@ class Backend:
         return unet(x_t, t, encoder_hidden_states=cond).sample
 
     # ----- shared --------------------------------------------------------------------------
-    @property
+    @functools.cached_property
     def schedule(self) -> NoiseSchedule:
+        """The noise schedule of the backend's scheduler config (built once)."""
         return NoiseSchedule.from_scheduler_config(self.scheduler_config)
 
     def validate_prompt(self, prompt: str) -> str:
         """Return the prompt stripped, or raise ValueError with a message for the user."""
-        if not isinstance(prompt, str) or not prompt.strip():
+        if not isinstance(prompt, str):
+            raise ValueError(f"a prompt must be text, got {type(prompt).__name__}")
+        if not prompt.strip():
             raise ValueError("the prompt is empty")
-        if len(prompt) > 1000:
-            raise ValueError(f"the prompt is {len(prompt)} characters long; the limit is 1000 characters")
+        limit = int(APP["prompt_chars"].hi)
+        if len(prompt) > limit:
+            raise ValueError(f"the prompt is {len(prompt)} characters long; the limit is {limit} characters")
+        if "\x00" in prompt:
+            raise ValueError("the prompt contains a NUL character")
         return prompt.strip()
 
     def predict_eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: Any) -> torch.Tensor:
         """``[B, C, h, w]`` noisy latents at timesteps ``t`` ``[B]`` -> predicted noise, same shape.
         Uses the reference model inside :meth:`reference`, else the policy."""
-        if self._use_reference:
-            unet = self._frozen_reference if self._frozen_reference is not None else self.unet
-        else:  # the trainer may wrap the UNet (DDP, autocast); the wrapper syncs gradients
-            unet = self.policy_module if self.policy_module is not None else self.unet
-        return self._unet_forward(unet, x_t.to(self.device, self.dtype), t.to(self.device), cond)
+        # the trainer may wrap the UNet (DDP, autocast): the reference goes through the same wrapper
+        # (adapters disabled) or a frozen copy wrapped alike, so both run at the same precision
+        policy = self.policy_module if self.policy_module is not None else self.unet
+        unet = self.frozen_reference if self._use_reference and self.frozen_reference is not None else policy
+        x_t, t = x_t.to(self.device, self.dtype), t.to(self.device)
+        out = self._unet_forward(unet, x_t, t, cond)
+        if self.prediction_type == "epsilon":
+            return out
+        ab = self.schedule.alpha_bar_at(t.cpu())  # a v-prediction model's output converted at this boundary
+        return ddim.eps_from_prediction(self.prediction_type, x_t, out, ab)
+
+    @property
+    def prediction_type(self) -> str:
+        """What the UNet predicts (its scheduler config's ``prediction_type``): epsilon or v_prediction;
+        :meth:`predict_eps` always returns eps. Anything else is refused when the model loads."""
+        return self.scheduler_config.get("prediction_type", "epsilon")
+
+    def check_prediction_type(self) -> None:
+        if self.prediction_type not in ddim.PREDICTION_TYPES:
+            raise ValueError(f"this model predicts {self.prediction_type!r}; this tool handles "
+                             f"{', '.join(ddim.PREDICTION_TYPES)}")
 
     @contextlib.contextmanager
     def reference(self) -> Iterator[None]:
@@ -120,7 +163,7 @@ class Backend:
         """Keep a frozen copy as the reference and make every UNet weight trainable."""
         if self.lora_config is not None:
             raise ValueError("this backend already has a LoRA adapter; a full fine-tune needs a plain model")
-        self._frozen_reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
+        self.frozen_reference = copy.deepcopy(self.unet).requires_grad_(False).eval()
         self.unet.requires_grad_(True)
         return [p for p in self.unet.parameters() if p.requires_grad]
 
@@ -147,18 +190,24 @@ class Backend:
         return {k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(self.unet).items()}
 
     def save_lora(self, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-        """Save the adapter as safetensors; its config and the backend's name go in the metadata."""
+        """Save the adapter as safetensors in the layout diffusers' ``load_lora_weights`` reads: keys
+        ``unet.<module>.lora_A.weight`` / ``lora_B``, and the adapter's LoraConfig (rank, alpha, target
+        modules) under ``lora_adapter_metadata``, so diffusers scales it exactly as this tool does.
+        This tool's own metadata (config, backend, base model) rides along."""
         import json
 
-        meta = {"lora_config": json.dumps(self.lora_config), "backend": self.name,
+        config = dict(self.lora_config)
+        meta = {"format": "pt", LORA_METADATA_KEY: json.dumps({f"{UNET_PREFIX}{k}": v for k, v in config.items()},
+                                                             sort_keys=True),
+                "lora_config": json.dumps(config), "backend": self.name,
                 "base_model": str(getattr(self, "model_path", "")), **(metadata or {})}
-        return atomic_save_safetensors(self.lora_state_dict(), path, metadata=meta)
+        state = {UNET_PREFIX + k: v for k, v in self.lora_state_dict().items()}
+        return atomic_save_safetensors(state, path, metadata=meta)
 
     def load_lora(self, path: str | Path) -> None:
-        """Attach the adapter saved by :meth:`save_lora`; a file for another model is refused."""
-        import json
-
-        from peft.utils import set_peft_model_state_dict
+        """Attach a LoRA adapter from a safetensors file: this tool's (``unet.``-prefixed keys, or the
+        unprefixed keys of its earlier format) or diffusers' (``lora_adapter_metadata``). A file for
+        another backend or model is refused with a message."""
         from safetensors import safe_open
 
         path = Path(path)
@@ -170,20 +219,45 @@ class Backend:
                 state = {k: handle.get_tensor(k) for k in handle.keys()}
         except Exception as err:
             raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
-        if "lora_config" not in meta:
-            raise ValueError(f"{path} carries no lora_config metadata: not a LoRA saved by this tool")
         if meta.get("backend") not in (None, self.name):
             raise ValueError(f"{path} is a LoRA for the {meta['backend']} backend, not {self.name}")
-        config = json.loads(meta["lora_config"])
+        config = _lora_config(meta, path)
         if self.lora_config is None:
             self.attach_lora(config["r"], config["lora_alpha"], target_modules=config["target_modules"], init=False)
+        self.set_lora_state(state, where=str(path))
+
+    def set_lora_state(self, state: dict[str, torch.Tensor], where: str = "the LoRA") -> None:
+        """Load adapter tensors (keys with or without the ``unet.`` prefix) into the attached adapter;
+        tensors that do not fit are refused by name."""
+        from peft.utils import set_peft_model_state_dict
+
+        state = {k[len(UNET_PREFIX):] if k.startswith(UNET_PREFIX) else k: v for k, v in state.items()
+                 if not k.startswith(("text_encoder.", "text_encoder_2."))}
         own = self.lora_state_dict()
         bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
         if bad or len(state) != len(own):
-            raise ValueError(f"{path} does not fit this model: {len(bad)} mismatched tensors, e.g. {bad[:2]}")
+            raise ValueError(f"{where} does not fit this model: {len(bad)} mismatched tensors, e.g. {bad[:2]}")
         result = set_peft_model_state_dict(self.unet, state)
         if getattr(result, "unexpected_keys", None):
-            raise ValueError(f"{path} has tensors this model lacks: {result.unexpected_keys[:3]}")
+            raise ValueError(f"{where} has tensors this model lacks: {result.unexpected_keys[:3]}")
+
+    def load_unet_weights(self, path: str | Path) -> None:
+        """Replace the UNet's weights by a full fine-tune's ``unet.safetensors`` (every tensor, the
+        same shapes); anything else is refused with a message."""
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        try:
+            state = load_file(str(path))
+        except Exception as err:
+            raise ValueError(f"{path} is not a readable safetensors file ({err})") from err
+        own = self.unet.state_dict()
+        bad = [k for k, v in state.items() if k not in own or own[k].shape != v.shape]
+        missing = [k for k in own if k not in state]
+        if bad or missing:
+            raise ValueError(f"{path} is not a full UNet for this model: {len(bad)} unknown or mis-shaped and "
+                             f"{len(missing)} missing tensors (e.g. {(bad + missing)[:2]})")
+        self.unet.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
     # ----- sampling -----------------------------------------------------------------------------
     def initial_noise(self, n: int, seed: int) -> torch.Tensor:
@@ -200,13 +274,11 @@ class Backend:
         overrides both. ``guidance`` None uses the backend's ``default_guidance``. With ``eta > 0`` the
         per-step noise is drawn for the whole batch, so only eta = 0 keeps images independent of batching.
         ``callback(i, steps)`` after each step (progress bars); it may raise to cancel."""
-        if not 1 <= int(steps) <= MAX_SAMPLING_STEPS:
-            raise ValueError(f"steps must lie in [1, {MAX_SAMPLING_STEPS}], got {steps}")
-        guidance = self.default_guidance if guidance is None else float(guidance)
-        if not 0.0 <= guidance <= 50.0:
-            raise ValueError(f"guidance must lie in [0, 50], got {guidance}")
+        steps = number(steps, SAMPLING["steps"])
+        guidance = self.default_guidance if guidance is None else number(guidance, SAMPLING["guidance"])
         prompts = [self.validate_prompt(p) for p in prompts]
-        scheduler = DDIMScheduler.from_config(self.scheduler_config)
+        # predict_eps hands the scheduler eps, whatever the UNet predicts natively
+        scheduler = DDIMScheduler.from_config({**self.scheduler_config, "prediction_type": "epsilon"})
         scheduler.set_timesteps(int(steps))
         cond = self.encode_prompts(prompts)
         uncond = self.encode_prompts([negative_prompt] * len(prompts)) if guidance != 1.0 else None

@@ -60,14 +60,23 @@ class SDBackend(Backend):
         if local_files_only is None:
             local_files_only = local or os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
         kw = {"local_files_only": local_files_only, "revision": revision}
+        unet_file = unet is not None and Path(unet).is_file()  # a full fine-tune's unet.safetensors
         try:
             parts = cls._load_components(path, kw)
-            if unet is not None:
+            if unet is not None and not unet_file:
                 parts["unet"] = _load_unet(unet, kw)
         except (OSError, ValueError) as err:
-            hint = " (offline: put the model in a local directory or the hub cache)" if local_files_only else ""
-            raise ValueError(f"could not load a {cls.title} model from {path}{hint}: {err}") from err
+            if local:
+                raise ValueError(f"could not load a {cls.title} model from the folder {path}: {err}") from err
+            why = ("it is not in the local hub cache and HF_HUB_OFFLINE is set" if local_files_only
+                   else "the hub did not serve it (removed, misspelt, private, or no network)")
+            raise ValueError(f"could not load the hub model {path!r}: {why}. Pass a local diffusers folder instead "
+                             f"(a copy saved with save_pretrained, e.g. --model /models/{Path(str(path)).name}); the "
+                             f"public SD1.5 weights are stable-diffusion-v1-5/stable-diffusion-v1-5") from None
         backend = cls(**parts, device=device, dtype=dtype, model_path=str(path))
+        backend.check_prediction_type()
+        if unet_file:
+            backend.load_unet_weights(unet)
         if lora is not None:
             backend.load_lora(lora)
         return backend

@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from dde.backends.base import Backend
-from dde.toy.model import SCHEDULER_CONFIG, load_model_dir
+from dde.toy.model import SCHEDULER_CONFIG, load_model_dir, unet_input
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 DEFAULT_BASE = ASSETS / "toy-base"
@@ -17,7 +17,7 @@ class ToyBackend(Backend):
     name = "toy"
     # attention and the ResNet convolutions: the toy UNet attends only at 8x8
     lora_target_modules = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2")
-    # the shipped base model's best judge score on held-out scenes (1.5 and 2 tie; 3 and 5 add noise)
+    # used when a model directory records none; make_base stores the scale it chose on training scenes
     default_guidance = 2.0
 
     def __init__(self, unet, text_encoder, tokenizer, *, scheduler_config: dict | None = None,
@@ -31,12 +31,19 @@ class ToyBackend(Backend):
         self.text_encoder.to(self.device).requires_grad_(False)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, *, lora: str | Path | None = None, device: str = "cpu") -> ToyBackend:
-        """Load a toy model directory (default: the shipped base model), optionally with a LoRA."""
+    def load(cls, path: str | Path | None = None, *, lora: str | Path | None = None, unet: str | Path | None = None,
+             device: str = "cpu") -> ToyBackend:
+        """Load a toy model directory (default: the shipped base model), optionally with a LoRA or
+        with a full fine-tune's UNet weights (``unet``: a run's ``unet.safetensors``)."""
         path = Path(path) if path else DEFAULT_BASE
-        unet, text_encoder, tokenizer, meta = load_model_dir(path)
-        backend = cls(unet, text_encoder, tokenizer, scheduler_config=meta.get("scheduler"), model_path=path,
+        model, text_encoder, tokenizer, meta = load_model_dir(path)
+        backend = cls(model, text_encoder, tokenizer, scheduler_config=meta.get("scheduler"), model_path=path,
                       device=device)
+        backend.check_prediction_type()
+        if meta.get("default_guidance") is not None:
+            backend.default_guidance = float(meta["default_guidance"])
+        if unet is not None:
+            backend.load_unet_weights(unet)
         if lora is not None:
             backend.load_lora(lora)
         return backend
@@ -54,7 +61,15 @@ class ToyBackend(Backend):
         ids = self.tokenizer(list(prompts)).to(self.device)
         return self.text_encoder(input_ids=ids).last_hidden_state
 
-    def images_to_latents(self, images: torch.Tensor) -> torch.Tensor:
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(3, 32, 32)``: pixels (the UNet may read two coordinate planes more, added per call)."""
+        size = self.unet.config.sample_size
+        return (self.unet.config.out_channels, size, size)
+
+    def _unet_forward(self, unet: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond) -> torch.Tensor:
+        return unet(unet_input(self.unet, x_t), t, encoder_hidden_states=cond).sample
+
+    def images_to_latents(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return images.to(self.device, self.dtype)
 
     def latents_to_images(self, latents: torch.Tensor) -> torch.Tensor:

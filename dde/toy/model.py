@@ -24,13 +24,41 @@ SCHEDULER_CONFIG = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_en
                     "steps_offset": 1, "prediction_type": "epsilon", "timestep_spacing": "leading"}
 
 
-def unet_config(width: int = 32, cross_dim: int = 64) -> dict:
-    """A small UNet2DConditionModel for 32x32 RGB: 32 -> 16 -> 8, cross-attention at 8x8."""
-    return {"sample_size": 32, "in_channels": 3, "out_channels": 3, "layers_per_block": 1,
+RESOLUTIONS = (32, 16, 8)  # the UNet's three levels at 32x32 input
+
+
+COORD_CHANNELS = 2  # x and y coordinate planes appended to the UNet's input (CoordConv)
+
+
+def unet_config(width: int = 32, cross_dim: int = 64, attention: tuple[int, ...] = (8,), coords: bool = False) -> dict:
+    """A small UNet2DConditionModel for 32x32 RGB: 32 -> 16 -> 8, with cross-attention (where the
+    text meets the image) at the resolutions in ``attention`` (any of 32, 16, 8). With ``coords`` the
+    UNet also reads two coordinate planes (:func:`unet_input`): convolutions alone know where they
+    are only from the zero padding at the border, and "on the left" needs to know where left is."""
+    unknown = set(attention) - set(RESOLUTIONS)
+    if unknown or not attention:
+        raise ValueError(f"attention resolutions must be a non-empty subset of {RESOLUTIONS}, got {attention}")
+    down = ["CrossAttnDownBlock2D" if r in attention else "DownBlock2D" for r in RESOLUTIONS]
+    up = ["CrossAttnUpBlock2D" if r in attention else "UpBlock2D" for r in reversed(RESOLUTIONS)]
+    return {"sample_size": 32, "in_channels": 3 + (COORD_CHANNELS if coords else 0), "out_channels": 3,
+            "layers_per_block": 1,
             "block_out_channels": [width, width * 2, width * 3],
-            "down_block_types": ["DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"],
-            "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"],
+            "down_block_types": down, "up_block_types": up,
             "cross_attention_dim": cross_dim, "attention_head_dim": 8, "norm_num_groups": 16}
+
+
+def unet_input(unet: UNet2DConditionModel, x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``[B, 3, H, W]`` with the coordinate planes (x, y in [-1, 1]) appended when the UNet was
+    built to read them (``in_channels`` 5), else ``x`` unchanged."""
+    extra = unet.config.in_channels - x.shape[1]
+    if extra == 0:
+        return x
+    if extra != COORD_CHANNELS:
+        raise ValueError(f"the UNet reads {unet.config.in_channels} channels; images have {x.shape[1]}")
+    h, w = x.shape[-2:]
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, h, dtype=x.dtype, device=x.device),
+                            torch.linspace(-1, 1, w, dtype=x.dtype, device=x.device), indexing="ij")
+    return torch.cat([x, torch.stack([xs, ys]).expand(x.shape[0], -1, -1, -1)], dim=1)
 
 
 def build(unet_cfg: dict | None = None, text_cfg: dict | None = None) -> tuple[UNet2DConditionModel, CLIPTextModel]:
@@ -40,8 +68,13 @@ def build(unet_cfg: dict | None = None, text_cfg: dict | None = None) -> tuple[U
     return unet, text_encoder
 
 
+def scheduler_config(prediction_type: str = "epsilon") -> dict:
+    """The toy world's scheduler config for a model that predicts ``prediction_type``."""
+    return {**SCHEDULER_CONFIG, "prediction_type": prediction_type}
+
+
 def save_model_dir(path: str | Path, unet: UNet2DConditionModel, text_encoder: CLIPTextModel,
-                   extra: dict | None = None) -> Path:
+                   extra: dict | None = None, scheduler: dict | None = None) -> Path:
     """Write a model directory atomically per file (weights first, then model.json)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
@@ -50,7 +83,7 @@ def save_model_dir(path: str | Path, unet: UNet2DConditionModel, text_encoder: C
     atomic_save_safetensors({k: v.detach().contiguous().cpu() for k, v in text_encoder.state_dict().items()},
                             path / "text_encoder.safetensors")
     meta = {"format": "dde-toy-model/1", "unet": dict(unet.config), "text_encoder": text_encoder.config.to_dict(),
-            "scheduler": SCHEDULER_CONFIG, "vocab": list(VOCAB), **(extra or {})}
+            "scheduler": scheduler or SCHEDULER_CONFIG, "vocab": list(VOCAB), **(extra or {})}
     atomic_write_json(meta, path / "model.json")
     return path
 

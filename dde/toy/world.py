@@ -49,8 +49,21 @@ class Scene:
     @property
     def caption(self) -> str:
         """E.g. ``a big red circle on the left on a black background``."""
-        where = {None: "", "centre": " in the centre"}.get(self.position, f" on the {self.position}")
-        return f"a {self.size} {self.colour} {self.shape}{where} on a {self.background} background"
+        return self.describe()
+
+    def describe(self, omit: frozenset[str] | set[str] = frozenset()) -> str:
+        """The caption without the attributes in ``omit`` (any of size, colour, position,
+        background; the shape is always named), e.g. ``a red circle on a black background``.
+        Pretraining uses these partial captions for per-attribute caption dropout."""
+        words = ["a"]
+        words += [self.size] if "size" not in omit else []
+        words += [self.colour] if "colour" not in omit else []
+        words.append(self.shape)
+        if self.position is not None and "position" not in omit:
+            words.append("in the centre" if self.position == "centre" else f"on the {self.position}")
+        if "background" not in omit:
+            words.append(f"on a {self.background} background")
+        return " ".join(words)
 
 
 def parse_caption(caption: str) -> Scene:
@@ -121,15 +134,3 @@ def render(scene: Scene, rng: np.random.Generator | None = None, *, jitter: floa
         draw.polygon(geometry, fill=colour)
     small = canvas.resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BOX)
     return np.asarray(small, dtype=np.uint8)
-
-
-def to_model(images: np.ndarray) -> np.ndarray:
-    """uint8 ``[..., H, W, 3]`` -> float32 ``[..., 3, H, W]`` in [-1, 1]."""
-    x = images.astype(np.float32) / 127.5 - 1.0
-    return np.moveaxis(x, -1, -3)
-
-
-def from_model(x: np.ndarray) -> np.ndarray:
-    """float ``[..., 3, H, W]`` in [-1, 1] -> uint8 ``[..., H, W, 3]`` (clipped)."""
-    x = np.moveaxis(np.asarray(x, dtype=np.float32), -3, -1)
-    return np.clip(np.round((x + 1.0) * 127.5), 0, 255).astype(np.uint8)

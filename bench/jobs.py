@@ -1,0 +1,130 @@
+"""Training and scoring jobs shared by the world's recipes (make_tuned) and the alignment study.
+
+A job trains one config through the trainer users run (resumable: a finished run is not redone, an
+interrupted one resumes from its checkpoint) and scores chosen weights of the run on prompt sets
+with the judge, every model sampling every prompt from the same seeds (paired). Every table is
+cached as a CSV in the run folder, so an interrupted study resumes where it stopped. Jobs run in
+worker processes of a few torch threads each.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Scoring:
+    """Score a run's weights at ``steps`` (None = final) on ``prompts``: ``seeds`` images per prompt,
+    image (prompt i, repeat k) from seed ``seed + k * len(prompts) + i``, DDIM ``sample_steps``."""
+
+    name: str
+    prompts: list[str]
+    steps: list[int | None] = field(default_factory=lambda: [None])
+    seeds: int = 1
+    sample_steps: int = 25
+    seed: int = 0
+
+
+@dataclass
+class Job:
+    """Train ``config`` (a TrainConfig dict; None = score the base model) and run each scoring."""
+
+    name: str
+    config: dict | None
+    scorings: list[Scoring]
+    out: str = ""  # where a base-model job caches its tables (runs cache in their own folder)
+    result: dict = field(default_factory=dict)
+
+
+def _table_path(folder: Path, scoring: Scoring, step: int | None) -> Path:
+    return folder / f"eval-{scoring.name}-{'final' if step is None else f'{step:07d}'}.csv"
+
+
+def score(model_for_step, folder: Path, scoring: Scoring) -> pd.DataFrame:
+    """The per-image judge tables of every step of ``scoring``, each cached in ``folder``."""
+    from analysis.evaluate import evaluate_models
+    from dde.io import atomic_write_text
+
+    frames = []
+    for step in scoring.steps:
+        path = _table_path(folder, scoring, step)
+        if not path.is_file():
+            table = evaluate_models({"model": model_for_step(step)}, scoring.prompts, seeds=scoring.seeds,
+                                    steps=scoring.sample_steps, seed=scoring.seed)
+            atomic_write_text(table.to_csv(index=False), path)
+        frames.append(pd.read_csv(path).assign(step=-1 if step is None else step))
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_job(job: Job) -> Job:
+    """Train (unless finished) and score; fills ``job.result`` with tables and timings."""
+    from dde.backends.spec import ModelSpec, load_model
+    from dde.config import from_dict
+    from dde.run import RunDir
+    from dde.train import train
+
+    t0 = time.time()
+    train_seconds = 0.0
+    if job.config is None:
+        folder = Path(job.out)
+        folder.mkdir(parents=True, exist_ok=True)
+        base = load_model(ModelSpec("toy"))
+        model_for_step = lambda step: base  # noqa: E731
+    else:
+        cfg = from_dict(job.config)
+        run = RunDir(cfg.output_dir)
+        status = run.status() or {}
+        if not (status.get("status") == "finished" and status.get("step") == cfg.steps):
+            train(cfg, progress=False)
+            train_seconds = time.time() - t0
+        folder = run.path
+        model_for_step = lambda step: load_model(ModelSpec("toy", cfg.model, run.weights(step)))  # noqa: E731
+    tables = {s.name: score(model_for_step, folder, s) for s in job.scorings}
+    job.result = {"tables": tables, "train_seconds": round(train_seconds, 1), "seconds": round(time.time() - t0, 1)}
+    return job
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None) -> list[Job]:
+    """Run ``jobs`` in ``workers`` processes of ``threads`` torch threads (1 worker: in this process);
+    ``log(job, done, total)`` after each. Returns the jobs with their results, in input order."""
+    done: dict[int, Job] = {}
+    if workers <= 1 or len(jobs) <= 1:
+        _init_worker(threads)
+        for i, job in enumerate(jobs):
+            done[i] = run_job(job)
+            if log:
+                log(done[i], len(done), len(jobs))
+    else:
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
+                                 initargs=(threads,)) as pool:
+            futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
+            for future in as_completed(futures):
+                done[futures[future]] = future.result()
+                if log:
+                    log(done[futures[future]], len(done), len(jobs))
+    return [done[i] for i in range(len(jobs))]
+
+
+def machine_line(workers: int, threads: int) -> str:
+    """The machine a study ran on, for its report."""
+    import os
+    import platform
+
+    import torch
+
+    return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
+            f"torch {torch.__version__}, {workers} worker process(es) x {threads} thread(s)")
