@@ -32,6 +32,7 @@ COPY app app
 COPY bench bench
 COPY configs configs
 COPY assets assets
+COPY docs docs
 USER dde
 
 # /data: the hub cache (HF_HOME; put model snapshots there or mount /models), the app's outputs

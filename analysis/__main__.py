@@ -115,6 +115,23 @@ def cmd_all(args) -> None:
     cmd_evaluate(argparse.Namespace(**{**vars(args), "models": ["base", *shipped], "out": str(out / "eval")}))
     cmd_curves(argparse.Namespace(**{**vars(args), "runs": [f"{n}={p}" for n, p in shipped.items()],
                                      "estimation": True, "model": "base", "out": str(out / "curves")}))
+    _divergence(args, ["base", *shipped], out / "curves")
+
+
+def _divergence(args, names: list[str], out: Path) -> None:
+    """Per DDIM step, each tuned model's x0 distance from the base over the held-out prompts (same
+    noise): divergence.csv and its figure, which the app's Credit tab shows."""
+    from analysis.divergence import divergence_frame
+    from dde.backends.spec import load_model
+
+    prompts = read_prompts(args.prompts)[: args.limit or None]
+    bar = tqdm(total=len(prompts), desc="divergence")
+    frame = divergence_frame({n: load_model(n) for n in names}, prompts, seeds=1, steps=args.steps,
+                             progress=bar.update)
+    bar.close()
+    frame.to_csv(out / "divergence.csv", index=False)
+    print("\n".join([str(out / "divergence.csv"), *write_figures(out, {"divergence": plots.divergence_figure(frame)},
+                                                                  args.png)]))
 
 
 ALL_CALIBRATION_EVERY = 20  # every logged step x 1000 timesteps is megabytes of CSV; every 20th row tells the story

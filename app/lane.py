@@ -90,14 +90,15 @@ class Lane:
     def place(self, task: Task) -> int:
         """0 when running or done, else the number of tasks ahead of it (the running one included)."""
         with self._cv:
-            if task not in self._queue:
+            live = [t for t in self._queue if not t.cancelled]
+            if task not in live:
                 return 0
-            return list(self._queue).index(task) + int(self.current is not None)
+            return live.index(task) + int(self.current is not None)
 
     def wait_estimate(self, task: Task) -> float:
         """Seconds until ``task`` starts, from the costs of the tasks ahead and the measured rate."""
         with self._cv:
-            ahead = list(itertools.takewhile(lambda t: t is not task, self._queue))
+            ahead = [t for t in itertools.takewhile(lambda t: t is not task, self._queue) if not t.cancelled]
             running = self.current
         left = sum(t.cost for t in ahead) * self.seconds_per_unit
         if running is not None and running.started is not None:
@@ -107,7 +108,7 @@ class Lane:
     @property
     def waiting(self) -> int:
         with self._cv:
-            return len(self._queue)
+            return sum(not t.cancelled for t in self._queue)
 
     # ----- the thread ----------------------------------------------------------------------------------
     def _loop(self) -> None:

@@ -162,7 +162,13 @@ def main(argv: list[str] | None = None) -> Path:
                     help="model directories of recipe trials to tabulate in the card (their own cards' numbers)")
     ap.add_argument("--eval-only", action="store_true",
                     help="re-judge the model already in --out and rewrite its card (no training)")
+    ap.add_argument("--card-only", action="store_true",
+                    help="rewrite MODEL_CARD.md from the card stored in --out/model.json (no training, no evaluation)")
     args = ap.parse_args(argv)
+    if args.card_only:
+        card = json.loads((Path(args.out) / "model.json").read_text())["card"]
+        atomic_write_text(model_card_markdown(card), Path(args.out) / "MODEL_CARD.md")
+        return Path(args.out)
     if args.eval_only:  # the training facts come from the existing card, the evaluation is redone
         unet, text_encoder, _, meta = toy_model.load_model_dir(args.out)
         train_info = {k: v for k, v in meta["card"].items() if k not in EVAL_KEYS}
@@ -321,6 +327,15 @@ recorded (the first trials ran this script under its earlier name, `dde.toy.pret
 """
 
 
+TRIALS_RECORD = """
+## Recipe trials
+
+The short pretrainings that chose this recipe (offset noise against the schedule's leak, where
+cross-attention sits, coordinate planes, v-prediction, EMA warm-up, length) and what each measured
+are recorded in `docs/toy/base-trials.md`.
+"""
+
+
 def model_card_markdown(card: dict) -> str:
     ev = card["held_out_eval"]
     rows = "\n".join(f"| {a} | {v:.1%} |" for a, v in ev["accuracy"].items())
@@ -353,7 +368,7 @@ guidance {ev['guidance']}. Mean judge score {ev['total']:.3f}; colour and shape 
 {rows}
 
 These numbers were written by `{card['eval_command']}` (evaluation took {card['eval_wall_seconds']:.0f} s).
-{_trials_markdown(card.get('trials', []))}"""
+{_trials_markdown(card.get('trials', [])) or TRIALS_RECORD}"""
 
 
 if __name__ == "__main__":

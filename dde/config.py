@@ -39,7 +39,8 @@ class TrainConfig:
     # method
     variant: str = _f("dde", "credit weight, one of dde.credit.REGISTRY")
     variant_params: dict = _f({}, "parameters of the variant (t_lo, t_hi, gamma, rho_min)")
-    weight_mode: str = _f("inside", "inside: w(t) multiplies delta in the sigmoid; importance: draw t ~ w, use w = 1")
+    weight_mode: str = _f("inside", "inside: w(t) multiplies delta in the sigmoid, t drawn uniformly; importance: t "
+                          "drawn in proportion to w, w kept inside, each pair's loss times p/q (the same objective)")
     objective: str = _f("preference", "preference (DPO-style loss) or sft (winners only)")
     beta: float = _f(500.0, "KL strength; the loss uses beta / 2 (Diffusion-DPO convention)")
     t_range: list = _f([0, 1000], "training timesteps [t_lo, t_hi)")

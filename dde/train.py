@@ -226,7 +226,10 @@ def train(cfg: TrainConfig, on_step: Callable[[dict], None] | None = None,
                 break
     except (Cancelled, KeyboardInterrupt):
         status = "cancelled"
-    _checkpoint(run, done, session)
+    # the last step's checkpoint; its validation and judge probe only when no earlier one logged them
+    # (a cancel right after a periodic checkpoint, at the start, or a resume of a finished run)
+    periodic = done % cfg.checkpoint_every == 0 and done < cfg.steps
+    _checkpoint(run, done, session, log_eval=done != start and not periodic)
     report = {"status": status, "step": done, "steps": cfg.steps,
               "seconds": round(session.prior_seconds + time.time() - t0, 1), **_replica_check(session),
               **({"error": error} if error else {})}
@@ -457,7 +460,7 @@ def _log(run: RunDir, cfg: TrainConfig, step: int, metrics: dict, state: CreditS
                                    "clipped_count": len(clipped)})
 
 
-def _checkpoint(run: RunDir, step: int, session: Session) -> None:
+def _checkpoint(run: RunDir, step: int, session: Session, log_eval: bool = True) -> None:
     cfg, backend, optimizer, state, accelerator = (session.cfg, session.backend, session.optimizer, session.state,
                                                    session.accelerator)
     accelerator.wait_for_everyone()
@@ -473,6 +476,8 @@ def _checkpoint(run: RunDir, step: int, session: Session) -> None:
     seconds = session.prior_seconds + time.time() - session.started
     atomic_write_json({"step": step, "seconds": round(seconds, 1), **groups}, folder / "state.json")
     run.mark_latest(step, keep_every=cfg.keep_checkpoints_every)
+    if not log_eval:
+        return
     if step > 0:
         val = _validate(session)
         if val:
