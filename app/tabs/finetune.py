@@ -56,8 +56,8 @@ def build(rt: Runtime) -> dict:
                 beta = gr.Number(f["beta"].default, label="beta", info=helps["beta"])
                 lr = gr.Number(f["lr"].default, label="Learning rate")
             with gr.Row():
-                steps = gr.Number(f["steps"].default, label="Steps", precision=0, minimum=1, maximum=f["steps"].hi)
-                rank = gr.Number(f["lora_rank"].default, label="LoRA rank", precision=0, minimum=1)
+                steps = gr.Number(f["steps"].default, label="Steps", minimum=1, maximum=f["steps"].hi)
+                rank = gr.Number(f["lora_rank"].default, label="LoRA rank", minimum=1)
             with gr.Row():
                 t_lo = gr.Number(f["t_from"].default, label="t from", precision=0)
                 t_hi = gr.Number(f["t_to"].default, label="t to (exclusive)", precision=0)
