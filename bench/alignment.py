@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.jobs import ROOT, Job, Scoring, machine_line, run_jobs
+from bench.jobs import ROOT, Job, Scoring, choose, grid_scores, machine_line, run_jobs  # noqa: F401 (choose is re-exported)
 from dde import credit
 from dde.toy.report import held_out_prompts, training_prompts_spread
 
@@ -75,7 +75,7 @@ def tune(args, runs: Path, log) -> tuple[pd.DataFrame, dict]:
                             keep_checkpoints_every=args.every,
                             output_dir=str(runs / "tune" / _name(v, b, lr, TUNE_SEED))),
                     [scoring]) for v, b, lr in itertools.product(TUNED, betas, lrs)]
-        grid = _grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log))
+        grid = grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log))
         chosen = choose(grid)
         edges = grid_edges(chosen, betas, lrs)
         if not edges or widening == args.widen:
@@ -90,25 +90,6 @@ def tune(args, runs: Path, log) -> tuple[pd.DataFrame, dict]:
         c["edges"] = [f"{a} {s}" for a, s in grid_edges({variant: c}, betas, lrs)]
         c["step_on_edge"] = c["steps"] == steps[-1]
     return grid, chosen
-
-
-def _grid_scores(jobs: list[Job]) -> pd.DataFrame:
-    rows = []
-    for job in jobs:
-        for step, part in job.result["tables"]["tune"].groupby("step"):
-            rows.append({"variant": job.config["variant"], "beta": job.config["beta"], "lr": job.config["lr"],
-                         "step": int(step), "score": float(part.score.mean()), "n": len(part)})
-    return pd.DataFrame(rows)
-
-
-def choose(grid: pd.DataFrame) -> dict[str, dict]:
-    """Per variant the (beta, lr, step) with the best mean tune score (ties: fewer steps)."""
-    chosen = {}
-    for variant, part in grid.groupby("variant", sort=False):
-        best = part.sort_values(["score", "step"], ascending=[False, True]).iloc[0]
-        chosen[variant] = {"beta": float(best.beta), "lr": float(best.lr), "steps": int(best.step),
-                           "tune_score": float(best.score)}
-    return chosen
 
 
 def grid_edges(chosen: dict[str, dict], betas, lrs) -> list[tuple[str, str]]:

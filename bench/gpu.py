@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import gc
 import shlex
-import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
 
-from bench.common import machine
+from bench.common import machine, median_seconds
 from bench.memory_estimate import GIB, SD15_UNET, SDXL_UNET, count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,14 +138,7 @@ def preference_step_timer(backend, pairs: int, size: int, variant: str, precisio
 
 
 def timed(fn, repeats: int, warmup: int = 2) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median_seconds(fn, repeats, warmup)[0]
 
 
 def measure_lora(name, configs, device, precisions, sizes, batches, repeats) -> list[dict]:

@@ -128,3 +128,25 @@ def machine_line(workers: int, threads: int) -> str:
 
     return (f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.platform()}, "
             f"torch {torch.__version__}, {workers} worker process(es) x {threads} thread(s)")
+
+
+def grid_scores(jobs: list[Job]):
+    """Every tuning checkpoint of every job as a row: variant, beta, lr, step, mean score, images."""
+    import pandas as pd
+
+    rows = []
+    for job in jobs:
+        for step, part in job.result["tables"]["tune"].groupby("step"):
+            rows.append({"variant": job.config["variant"], "beta": job.config["beta"], "lr": job.config["lr"],
+                         "step": int(step), "score": float(part.score.mean()), "n": len(part)})
+    return pd.DataFrame(rows)
+
+
+def choose(grid: pd.DataFrame) -> dict[str, dict]:
+    """Per variant the (beta, lr, step) with the best mean tune score (ties: fewer steps)."""
+    chosen = {}
+    for variant, part in grid.groupby("variant", sort=False):
+        best = part.sort_values(["score", "step"], ascending=[False, True]).iloc[0]
+        chosen[variant] = {"beta": float(best.beta), "lr": float(best.lr), "steps": int(best.step),
+                           "tune_score": float(best.score)}
+    return chosen

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.jobs import ROOT, Job, Scoring, run_jobs
+from bench.jobs import ROOT, Job, Scoring, choose, grid_scores, run_jobs
 from dde.toy.judge import ATTRIBUTES as ATTRS
 from dde.toy.report import held_out_prompts, training_prompts_spread
 
@@ -55,23 +55,7 @@ def tune(args, runs: Path, log) -> pd.DataFrame:
                       keep_checkpoints_every=args.every, judge_prompts=0, output_dir=str(runs / "tune" / name))
         jobs.append(Job(name, cfg, [Scoring("tune", prompts, steps, seeds=1, sample_steps=args.sample_steps,
                                             seed=20_000)]))
-    rows = []
-    for job in run_jobs(jobs, workers=args.workers, threads=args.threads, log=log):
-        table = job.result["tables"]["tune"]
-        for step, part in table.groupby("step"):
-            rows.append({"variant": job.config["variant"], "beta": job.config["beta"], "lr": job.config["lr"],
-                         "step": int(step), "score": part.score.mean(), "n": len(part)})
-    return pd.DataFrame(rows)
-
-
-def choose(grid: pd.DataFrame) -> dict[str, dict]:
-    """Per variant the best (beta, lr, step) by mean tune score (ties: fewer steps)."""
-    chosen = {}
-    for variant, part in grid.groupby("variant", sort=False):
-        best = part.sort_values(["score", "step"], ascending=[False, True]).iloc[0]
-        chosen[variant] = {"beta": float(best.beta), "lr": float(best.lr), "steps": int(best.step),
-                           "tune_score": float(best.score)}
-    return chosen
+    return grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log))
 
 
 def write_preset(variant: str, chosen: dict, command: str) -> Path:

@@ -36,7 +36,7 @@ APP = {
     "eval_prompts": Bound("prompts", 1, 500, 16, True),
     "estimation_images": Bound("images", 4, 256, 32, True),
     "prompt_chars": Bound("prompt length", 1, 1000, None, True),
-    # the most images x DDIM steps one request may cost the lane (about 6 minutes of CPU on 2 cores)
+    # the most images x DDIM steps one request may cost the lane (the rate varies with batch and model; not a time)
     "work": Bound("images x DDIM steps", 1, 60_000, None, True),
 }
 
