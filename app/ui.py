@@ -3,9 +3,11 @@ with visible queue feedback, and small formatting helpers. No tensor math here."
 
 from __future__ import annotations
 
+import abc
 import functools
 import inspect
 import logging
+import math
 import time
 
 import gradio as gr
@@ -44,6 +46,104 @@ def user_errors(fn):
         except Exception as err:
             raise convert(err) from None
     return call
+
+
+def _shown(value) -> str:
+    """A payload as a message shows it: short text quoted, anything else by its kind."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else "a long text"
+    if isinstance(value, (bool, int, float)):
+        return repr(value)
+    return "nothing" if value is None else f"a {type(value).__name__}"
+
+
+class _Typed:
+    """Gradio's input components check a payload (bounds, choices) before any handler runs, and
+    junk from an API client (None, text, a list, NaN) fails there with a Python type error. These
+    check the payload's type first and answer in the field's own words; the handlers then check the
+    meaning (dde.limits). Rendered by the frontend as the Gradio component they extend."""
+
+    expects = "a value"
+
+    def _gradio_name(self) -> str:
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
+
+    def get_block_name(self) -> str:  # the frontend draws the Gradio component this extends
+        return self._gradio_name()
+
+    def get_block_class(self) -> str:
+        return self._gradio_name()
+
+    def _check(self, payload):
+        return payload
+
+    def preprocess(self, payload):
+        label = self.label or "this field"
+        payload = self._check(payload)
+        try:
+            return super().preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception:  # noqa: BLE001 - any type error of the parent's check is the client's input
+            raise gr.Error(f"{label} expects {self.expects}, got {_shown(payload)}") from None
+
+
+class _Numeric(_Typed):
+    expects = "a finite number"
+
+    def _check(self, payload):
+        if payload is None and isinstance(self, gr.Number):
+            return None  # an empty number field: the handler says what it needs
+        if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
+            raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got {_shown(payload)}")
+        return payload
+
+
+class _Choices(_Typed):
+    def _check(self, payload):
+        many = getattr(self, "multiselect", None) or isinstance(self, gr.CheckboxGroup)
+        self.expects = "a list of choices" if many else "one choice"
+        if payload is None:
+            if many:
+                raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got nothing")
+            return None
+        values = payload if many else [payload]
+        if many and not isinstance(payload, list):
+            raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got {_shown(payload)}")
+        known = [value for _, value in self.choices]
+        for value in values:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise gr.Error(f"{self.label or 'this field'}: a choice must be text, got {_shown(value)}")
+            if not getattr(self, "allow_custom_value", False) and value not in known:
+                listed = ", ".join(str(k) for k in known[:12]) + (", ..." if len(known) > 12 else "")
+                raise gr.Error(f"{self.label or 'this field'}: {_shown(value)} is not one of the choices ({listed})")
+        return payload
+
+
+class _NoStub(type(gr.Number)):
+    """Gradio's component metaclass writes a .pyi stub next to the module of every subclass it
+    creates (for the events a subclass declares). These subclasses declare no events and no
+    __init__, which is all that metaclass adds, so they are built as plain ABC classes: no file is
+    written into the source tree."""
+
+    def __new__(cls, name, bases, attrs):
+        return abc.ABCMeta.__new__(cls, name, bases, attrs)
+
+
+class Number(_Numeric, gr.Number, metaclass=_NoStub):
+    pass
+
+
+class Slider(_Numeric, gr.Slider, metaclass=_NoStub):
+    pass
+
+
+class Dropdown(_Choices, gr.Dropdown, metaclass=_NoStub):
+    pass
+
+
+class CheckboxGroup(_Choices, gr.CheckboxGroup, metaclass=_NoStub):
+    pass
 
 
 def follow(lane: Lane, task: Task, waiting_update, poll: float = 0.25):

@@ -3,6 +3,7 @@ feedback), path confinement, compare of up to three models, fine-tune jobs."""
 
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -105,6 +106,38 @@ def test_paths_from_the_ui_are_confined_and_shown_relative(tmp_path):
     with pytest.raises(ValueError, match="outside the folders"):
         paths.resolve(str(tmp_path / "out" / "link" / "passwd"))
     assert str(tmp_path) not in str(pytest.raises(ValueError, paths.resolve, "/etc/passwd").value)
+
+
+def test_input_components_answer_junk_in_the_fields_words():
+    """The app's Number/Slider/Dropdown/CheckboxGroup check a payload's type before Gradio's own
+    bounds and choices checks, which would fail on None or a list with a Python type error; they
+    draw as the Gradio components they extend and write no stub file into the source tree."""
+    import gradio as gr
+
+    from app import ui
+
+    def message(component, payload):
+        with pytest.raises(gr.Error) as err:
+            component.preprocess(payload)
+        return err.value.message
+
+    slider = ui.Slider(1, 50, 25, step=1, label="DDIM steps")
+    number = ui.Number(0, label="Seed", precision=0)
+    single = ui.Dropdown(["linear", "cosine"], value="linear", label="Schedule")
+    many = ui.CheckboxGroup(["dpo", "dde"], value=["dde"], label="Variants")
+    assert slider.preprocess(10) == 10 and number.preprocess(3) == 3 and number.preprocess(None) is None
+    assert single.preprocess("cosine") == "cosine" and many.preprocess(["dpo"]) == ["dpo"]
+    assert message(slider, None) == "DDIM steps expects a finite number, got nothing"
+    assert message(slider, "x") == "DDIM steps expects a finite number, got 'x'"
+    assert message(number, float("nan")) == "Seed expects a finite number, got nan"
+    assert message(number, [1]) == "Seed expects a finite number, got a list"
+    assert message(slider, 99) == "Value 99 is greater than maximum value 50."  # Gradio's own bounds message
+    assert message(many, None) == "Variants expects a list of choices, got nothing"
+    assert message(many, [None]) == "Variants: a choice must be text, got nothing"
+    assert message(single, "x").startswith("Schedule: 'x' is not one of the choices (linear, cosine)")
+    assert [c.get_block_name() for c in (slider, number, single, many)] == ["slider", "number", "dropdown",
+                                                                          "checkboxgroup"]
+    assert not list((Path(ui.__file__).parent).glob("*.pyi"))
 
 
 def _compare(rt, *args, models=("base",)):

@@ -7,7 +7,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import plots
-from app import report
+from app import report, ui
 from app.runtime import MAX_COMPARE_MODELS, CompareResult, Runtime
 from app.ui import run_with_feedback, user_errors
 from dde.limits import APP
@@ -56,14 +56,14 @@ def build(rt: Runtime) -> dict:
             prompt = gr.Textbox(examples(rt)[0], label="Prompt", lines=2, max_length=int(APP["prompt_chars"].hi))
             negative = gr.Textbox("", label="Negative prompt", max_length=int(APP["prompt_chars"].hi))
             with gr.Row():
-                seed = gr.Number(APP["seed"].default, label="Seed", precision=0, minimum=0)
-                n_images = gr.Slider(APP["images"].lo, APP["images"].hi, APP["images"].default, step=1,
+                seed = ui.Number(APP["seed"].default, label="Seed", precision=0, minimum=0)
+                n_images = ui.Slider(APP["images"].lo, APP["images"].hi, APP["images"].default, step=1,
                                      label="Images per model")
             with gr.Row():
-                steps = gr.Slider(APP["steps"].lo, APP["steps"].hi, APP["steps"].default, step=1, label="DDIM steps")
-                guidance = gr.Slider(APP["guidance"].lo, APP["guidance"].hi, rt.default_guidance, step=0.5,
+                steps = ui.Slider(APP["steps"].lo, APP["steps"].hi, APP["steps"].default, step=1, label="DDIM steps")
+                guidance = ui.Slider(APP["guidance"].lo, APP["guidance"].hi, rt.default_guidance, step=0.5,
                                      label="Guidance")
-            models = gr.Dropdown(rt.model_choices(), value=rt.default_models(), multiselect=True,
+            models = ui.Dropdown(rt.model_choices(), value=rt.default_models(), multiselect=True,
                                  allow_custom_value=True, max_choices=MAX_COMPARE_MODELS, elem_id="compare-models",
                                  label=f"Models (up to {MAX_COMPARE_MODELS}; the base is always the first column)",
                                  info="a listed model, or the path of a LoRA / UNet .safetensors or a run folder")

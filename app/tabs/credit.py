@@ -8,6 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import curves, plots
+from app import ui
 from app.paths import ROOT
 from app.runtime import Runtime
 from app.ui import user_errors
@@ -60,13 +61,16 @@ def build(rt: Runtime) -> dict:
     shipped_dde = next((v for k, v in runs if k == "shipped dde run"), "")
     with gr.Row():
         with gr.Column(scale=1, min_width=260):
-            variants = gr.CheckboxGroup(credit.variant_names(), value=DEFAULT_VARIANTS, label="Variants")
-            preset = gr.Dropdown(list(curves.SCHEDULER_PRESETS), value=next(iter(curves.SCHEDULER_PRESETS)),
+            variants = ui.CheckboxGroup(credit.variant_names(), value=DEFAULT_VARIANTS, label="Variants")
+            preset = ui.Dropdown(list(curves.SCHEDULER_PRESETS), value=next(iter(curves.SCHEDULER_PRESETS)),
                                  label="Scheduler config")
-            num_steps = gr.Number(T_BOUND.default, label=T_BOUND.label, precision=0)
+            num_steps = ui.Number(T_BOUND.default, label=T_BOUND.label, precision=0)
             log_y = gr.Checkbox(False, label="Log scale")
             cumulative = gr.Checkbox(False, label="Cumulative mass")
-            cal_run = gr.Dropdown([("", ""), *runs], value=shipped_dde, label="Overlay a run's calibrated DDE weight",
+            # run menus take any run folder inside the allowed roots (checked by rt.resolve_run), so a run
+            # finished after the page loaded works before the menu is refreshed
+            cal_run = ui.Dropdown([("", ""), *runs], value=shipped_dde, allow_custom_value=True,
+                                  label="Overlay a run's calibrated DDE weight",
                                   info="calibrated on that run's own schedule and data")
         with gr.Column(scale=3):
             plot = gr.Plot(label="Credit weights", elem_id="credit-plot")
@@ -75,7 +79,7 @@ def build(rt: Runtime) -> dict:
                 "prompt-conditional variance v, and the calibrated DDE weight, at a few logged steps; shaded: where "
                 "s_t r_t >= v (the single-shot estimate is no better than the prompt's mean, so rho is clipped).")
     with gr.Row():
-        over_run = gr.Dropdown(runs, value=shipped_dde or None, label="Run", scale=1)
+        over_run = ui.Dropdown(runs, value=shipped_dde or None, allow_custom_value=True, label="Run", scale=1)
         over_plot = gr.Plot(label="Calibration over the run", elem_id="calibration-plot", scale=3)
     gr.Markdown("### Where the shipped models differ from the base\nPer DDIM step, the distance between each "
                 "shipped tuned model's x0 prediction and the base model's over the held-out prompts (same noise), "
@@ -87,7 +91,8 @@ def build(rt: Runtime) -> dict:
     gr.Markdown("### Measured credit per timestep\n|dL/d delta| from each run's credit log, per unit of the plain "
                 "draw distribution (an importance-sampled run reads on the same scale).")
     with gr.Row():
-        emp_runs = gr.CheckboxGroup(runs, value=[v for _, v in runs[:2]], label="Runs")
+        emp_runs = ui.Dropdown(runs, value=[v for _, v in runs[:2]], multiselect=True, allow_custom_value=True,
+                               label="Runs")
         emp_button = gr.Button("Plot measured credit")
     emp_plot = gr.Plot(label="Empirical credit", elem_id="empirical-credit")
 

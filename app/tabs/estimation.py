@@ -8,6 +8,7 @@ import gradio as gr
 import pandas as pd
 
 from analysis import plots
+from app import ui
 from app.paths import ROOT
 from app.runtime import Runtime
 from app.ui import run_with_feedback, user_errors
@@ -29,8 +30,8 @@ def build(rt: Runtime) -> dict:
     gr.Markdown(EXPLAIN + (" Shown first: the shipped base model with the shipped DDE run's calibration "
                            "(`python -m analysis all`)." if shipped is not None else ""))
     with gr.Row():
-        model = gr.Dropdown(rt.model_choices(), value="base", allow_custom_value=True, label="Model")
-        samples = gr.Slider(APP["estimation_images"].lo, APP["estimation_images"].hi, APP["estimation_images"].default,
+        model = ui.Dropdown(rt.model_choices(), value="base", allow_custom_value=True, label="Model")
+        samples = ui.Slider(APP["estimation_images"].lo, APP["estimation_images"].hi, APP["estimation_images"].default,
                             step=2, label="Held-back images")
         log_y = gr.Checkbox(True, label="Log scale")
         button = gr.Button("Compute", variant="primary")

@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis import plots
 from analysis.evaluate import summarise
-from app import report
+from app import report, ui
 from app.paths import ROOT
 from app.runtime import Runtime
 from app.ui import interval, run_with_feedback, user_errors
@@ -89,15 +89,15 @@ def build(rt: Runtime) -> dict:
         with gr.Column(scale=1, min_width=280):
             source = gr.Radio(SOURCES, value=SOURCES[0], label="Prompt set")
             upload = gr.File(label="Prompts, one per line (UTF-8 text)", file_types=[".txt"], type="filepath")
-            limit = gr.Number(APP["eval_prompts"].default, label="At most this many prompts", precision=0, minimum=1,
+            limit = ui.Number(APP["eval_prompts"].default, label="At most this many prompts", precision=0, minimum=1,
                               maximum=APP["eval_prompts"].hi)
-            models = gr.Dropdown(rt.model_choices(), value=rt.default_models(), multiselect=True,
+            models = ui.Dropdown(rt.model_choices(), value=rt.default_models(), multiselect=True,
                                  allow_custom_value=True, label="Models (the base is the reference)")
-            scorers = gr.CheckboxGroup(list(rt.scorer_paths), value=list(rt.scorer_paths)[:1], label="Scorers")
+            scorers = ui.CheckboxGroup(list(rt.scorer_paths), value=list(rt.scorer_paths)[:1], label="Scorers")
             with gr.Row():
-                seeds = gr.Number(APP["eval_seeds"].default, label="Seeds per prompt", precision=0, minimum=1,
+                seeds = ui.Number(APP["eval_seeds"].default, label="Seeds per prompt", precision=0, minimum=1,
                                   maximum=APP["eval_seeds"].hi)
-                steps = gr.Slider(APP["steps"].lo, APP["steps"].hi, APP["steps"].default, step=1, label="DDIM steps")
+                steps = ui.Slider(APP["steps"].lo, APP["steps"].hi, APP["steps"].default, step=1, label="DDIM steps")
             with gr.Row():
                 button = gr.Button("Evaluate", variant="primary", elem_id="evaluate")
                 download = gr.Button("Download report", elem_id="evaluate-report")

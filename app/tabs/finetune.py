@@ -10,6 +10,7 @@ import time
 import gradio as gr
 
 from analysis import curves, plots
+from app import ui
 from app.runtime import Job, Runtime
 from app.ui import user_errors
 from dde import credit
@@ -51,21 +52,21 @@ def build(rt: Runtime) -> dict:
     job_id = gr.State("")
     with gr.Row():
         with gr.Column(scale=1, min_width=280):
-            variant = gr.Dropdown(credit.variant_names(), value="dde", label="Variant", info=helps["variant"])
+            variant = ui.Dropdown(credit.variant_names(), value="dde", label="Variant", info=helps["variant"])
             with gr.Row():
-                beta = gr.Number(f["beta"].default, label="beta", info=helps["beta"])
-                lr = gr.Number(f["lr"].default, label="Learning rate")
+                beta = ui.Number(f["beta"].default, label="beta", info=helps["beta"])
+                lr = ui.Number(f["lr"].default, label="Learning rate")
             with gr.Row():
-                steps = gr.Number(f["steps"].default, label="Steps", minimum=1, maximum=f["steps"].hi)
-                rank = gr.Number(f["lora_rank"].default, label="LoRA rank", minimum=1)
+                steps = ui.Number(f["steps"].default, label="Steps", minimum=1, maximum=f["steps"].hi)
+                rank = ui.Number(f["lora_rank"].default, label="LoRA rank", minimum=1)
             with gr.Row():
-                t_lo = gr.Number(f["t_from"].default, label="t from", precision=0)
-                t_hi = gr.Number(f["t_to"].default, label="t to (exclusive)", precision=0)
+                t_lo = ui.Number(f["t_from"].default, label="t from", precision=0)
+                t_hi = ui.Number(f["t_to"].default, label="t to (exclusive)", precision=0)
             with gr.Row():
-                cal = gr.Number(f["calibration_batches"].default, label="Calibration batches", precision=0, minimum=0,
+                cal = ui.Number(f["calibration_batches"].default, label="Calibration batches", precision=0, minimum=0,
                                 info=helps["calibration_batches"])
-                batch = gr.Number(f["batch_pairs"].default, label="Pairs per step", precision=0, minimum=1)
-            seed = gr.Number(f["seed"].default, label="Seed", precision=0, minimum=0)
+                batch = ui.Number(f["batch_pairs"].default, label="Pairs per step", precision=0, minimum=1)
+            seed = ui.Number(f["seed"].default, label="Seed", precision=0, minimum=0)
             with gr.Row():
                 start = gr.Button("Start fine-tune", variant="primary", elem_id="start-finetune")
                 cancel = gr.Button("Cancel", variant="stop")
