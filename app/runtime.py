@@ -77,7 +77,10 @@ class ModelCache:
         if key in self._models:
             self._models.move_to_end(key)
             return self._models[key]
-        model = self._models[key] = load_model(spec, device=self.device)
+        model = load_model(spec, device=self.device)
+        if model.lora_config is not None:  # the app only samples: fold the adapter in, base-model speed
+            model.merge_lora()
+        self._models[key] = model
         while len(self._models) > self.size:
             self._models.popitem(last=False)
         return model

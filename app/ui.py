@@ -92,10 +92,16 @@ class _Numeric(_Typed):
     expects = "a finite number"
 
     def _check(self, payload):
+        label = self.label or "this field"
         if payload is None and isinstance(self, gr.Number):
             return None  # an empty number field: the handler says what it needs
         if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
-            raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got {_shown(payload)}")
+            raise gr.Error(f"{label} expects {self.expects}, got {_shown(payload)}")
+        lo, hi = self.minimum, self.maximum
+        if (lo is not None and payload < lo) or (hi is not None and payload > hi):
+            span = f"in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else (
+                f">= {lo:g}" if lo is not None else f"<= {hi:g}")
+            raise gr.Error(f"{label} must be a number {span}, got {payload:g}")
         return payload
 
 

@@ -40,6 +40,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=10, help="DDIM steps per Compare (2 images x 2 models)")
     args = ap.parse_args(argv)
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     from app.__main__ import launch
     from app.main import build_app
@@ -67,9 +68,13 @@ def main(argv: list[str] | None = None) -> dict:
                 client.predict(*request, api_name="/compare")
                 with lock:
                     latencies.append(time.time() - t0)
-            except Exception as err:  # gradio_client raises AppError for the app's messages
+            except AppError as err:  # the app's own message: a refusal, unless it reports a failure
                 with lock:
-                    (refused.__setitem__(0, refused[0] + 1) if "must be" in str(err) else errors.append(str(err)))
+                    (errors.append(str(err)) if "the request failed" in str(err)
+                     else refused.__setitem__(0, refused[0] + 1))
+            except Exception as err:  # the connection, the client: an error
+                with lock:
+                    errors.append(f"{type(err).__name__}: {err}")
 
     threads = [threading.Thread(target=client_loop, args=(k,)) for k in range(args.clients)]
     for t in threads:

@@ -43,7 +43,8 @@ def test_sampling_is_seeded_and_paired(backend):
     b = backend.sample(prompts[1:], seed=12, steps=5, guidance=4.0)
     assert a.images.shape == (2, 3, 32, 32) and a.images.abs().max() <= 1
     assert len(a.x0_latents) == 5 and len(a.timesteps) == 5
-    torch.testing.assert_close(a.images[1:], b.images, rtol=1e-4, atol=1e-4)
+    # batch composition changes float summation order only: well below one uint8 level (1/127.5)
+    torch.testing.assert_close(a.images[1:], b.images, rtol=1e-3, atol=1e-3)
     assert torch.equal(backend.initial_noise(2, 11)[1], backend.initial_noise(1, 12)[0])
 
 
@@ -75,6 +76,11 @@ def test_lora_on_toy_and_reference(backend, tmp_path, toy_dir):
     path = backend.save_lora(tmp_path / "lora.safetensors")
     again = load_backend("toy", str(toy_dir), lora=str(path))
     torch.testing.assert_close(again.predict_eps(x, t, cond), tuned)
+    again.merge_lora()  # the app's inference form: the adapter folded into the weights, same outputs
+    assert again.lora_config is None and not any("lora_" in name for name, _ in again.unet.named_parameters())
+    torch.testing.assert_close(again.predict_eps(x, t, cond), tuned, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        again.merge_lora()
 
 
 def test_bad_model_dirs_and_loras(tmp_path, toy_dir):

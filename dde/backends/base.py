@@ -241,6 +241,17 @@ class Backend:
         if getattr(result, "unexpected_keys", None):
             raise ValueError(f"{where} has tensors this model lacks: {result.unexpected_keys[:3]}")
 
+    def merge_lora(self) -> None:
+        """Fold the attached LoRA into the UNet's weights and drop the adapter layers: the same
+        outputs up to float rounding, at the base model's speed (the unmerged adapter made toy
+        sampling about 1.5x slower). For inference only: the adapter can no longer be trained or
+        saved afterwards."""
+        if self.lora_config is None:
+            raise ValueError("no LoRA adapter is attached")
+        self.unet.fuse_lora()
+        self.unet.unload_lora()
+        self.lora_config = None
+
     def load_unet_weights(self, path: str | Path) -> None:
         """Replace the UNet's weights by a full fine-tune's ``unet.safetensors`` (every tensor, the
         same shapes); anything else is refused with a message."""
