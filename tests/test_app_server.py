@@ -337,13 +337,13 @@ def test_in_a_real_browser(tmp_path):
                 pass
             assert app.poll() is None and time.time() < deadline, "python -m app did not start serving"
             time.sleep(0.5)
-        _drive(chromium, url, expect, sync_playwright)
+        _drive(chromium, url, expect, sync_playwright, tmp_path / "report.html")
     finally:
         app.terminate()
         app.wait(30)
 
 
-def _drive(chromium, url, expect, sync_playwright):
+def _drive(chromium, url, expect, sync_playwright, report: Path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -365,7 +365,6 @@ def _drive(chromium, url, expect, sync_playwright):
             expect(link).to_be_visible(timeout=60_000)
             with page.expect_download() as download:
                 link.click()
-            report = SCREENSHOTS / "report.html"
             download.value.save_as(report)
 
             page.get_by_role("tab", name="Credit assignment").click()

@@ -70,7 +70,7 @@ def test_the_study_writes_its_report(tmp_path):
 
     results = main(["--variants", "dpo", "dde", "window", "--seeds", "2", "--max-steps", "2", "--every", "1",
                     "--prompts", "3", "--tune-prompts", "2", "--curve-prompts", "2", "--betas", "500", "1000",
-                    "--lrs", "3e-4", "--widen", "0", "--eval-seeds", "1", "--sample-steps", "2", "--workers", "1",
+                    "--lrs", "3e-4", "--widen", "0", "--eval-seeds", "1", "--sample-steps", "2", "--workers", "2",
                     "--no-png", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
     text = results.read_text()
     assert results == tmp_path / "RESULTS.md"
