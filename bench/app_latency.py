@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     finally:
         demo.close()
     credit, _ = median_seconds(lambda: credit_plot(DEFAULT_VARIANTS, preset, 1000, False, False), 20)
-    print(f"machine: {machine()}")
+    print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (the app's default: PASSIVE)")
     print(f"page served after launch:                                 {served:.2f} s")
     print(f"first compare after launch ({args.page_wait:g} s after the page), 4 x 2 x 25: "
           f"{verdict(first, args.compare_target)}")

@@ -90,3 +90,25 @@ def test_the_study_writes_its_report(tmp_path):
     (tmp_path / "out" / "discussion.md").write_text("Hand-written reading.")
     main(["--report-only", "--no-png", "--out", str(tmp_path / "out")])
     assert "Hand-written reading." in results.read_text()
+
+
+def test_probe_table_reads_runs_logs(tmp_path):
+    """bench.probe_table: one row per run, a column per logged step, blanks where a run stopped."""
+    from bench.probe_table import main
+    from dde.config import TrainConfig
+    from dde.run import RunDir
+
+    for name, judged in (("a", {0: 0.5, 50: 0.6}), ("b", {0: 0.5})):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_config(TrainConfig())
+        run.append("metrics", {"step": 1, "loss": 0.69})
+        for step, score in judged.items():
+            run.append("judge", {"step": step, "judge": score, "scores": [score] * 4})
+        run.append("val", {"step": 50, "val_loss": 0.65, "val_implicit_acc": 0.625})
+    text = main([str(tmp_path / "a"), str(tmp_path / "b"), "--name", "first", "--name", "second"])
+    assert "| judge probe (4 prompts) | step 0 | step 50 |" in text
+    assert "| first | 0.500 | 0.600 |" in text and "| second | 0.500 |  |" in text
+    assert "| first | 0.650 / 62% |" in text
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "missing")])
