@@ -73,6 +73,10 @@ VALIDATION_TITLES = {"val_loss": "held-back pairs: loss", "val_implicit_acc": "h
                      "judge": "judge score of fixed training-split prompts (same noise)"}
 
 
+# for figures drawn narrow (three per row in the app): the legend under the plot, not beside it
+LEGEND_BELOW = dict(orientation="h", yanchor="top", y=-0.25, x=0, font=dict(size=10))
+
+
 def validation_figure(frame: pd.DataFrame, metric: str | None = None) -> go.Figure:
     """Checkpoint-time curves (analysis.curves.validation_frame): one metric, or all as panels' lines."""
     part = frame if metric is None else frame[frame.metric == metric]
@@ -81,7 +85,8 @@ def validation_figure(frame: pd.DataFrame, metric: str | None = None) -> go.Figu
         fig.add_trace(go.Scatter(x=run.step, y=run.value, mode="lines+markers",
                                  name=f"{name}: {VALIDATION_TITLES.get(m, m)}"))
     fig.update_layout(title=VALIDATION_TITLES.get(metric, "at each checkpoint") if metric else "at each checkpoint",
-                      xaxis_title="training step", template="plotly_white", margin=dict(l=60, r=20, t=50, b=50))
+                      xaxis_title="training step", template="plotly_white", margin=dict(l=60, r=20, t=50, b=110),
+                      legend=LEGEND_BELOW)
     return fig
 
 
@@ -139,7 +144,8 @@ def calibration_over_run_figure(frame: pd.DataFrame, max_lines: int = 4) -> go.F
         fig.add_vrect(x0=int(clipped.t.min()), x1=int(clipped.t.max()), fillcolor="grey", opacity=0.15, line_width=0,
                       annotation_text="clipped: s_t r_t >= v", annotation_position="top left")
     fig.update_layout(title="Calibration over the run", xaxis_title=TIMESTEP_AXIS, template="plotly_white",
-                      margin=dict(l=60, r=60, t=50, b=50), legend=dict(font=dict(size=10)))
+                      margin=dict(l=60, r=60, t=50, b=130), legend=LEGEND_BELOW)
+    fig.update_xaxes(range=[0, int(frame.t.max())])  # the shaded region's label must not widen the axis
     fig.update_yaxes(title_text="single-shot error per element", type="log", secondary_y=False)
     fig.update_yaxes(title_text="calibrated DDE weight", secondary_y=True)
     return fig
