@@ -16,9 +16,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # The app shares the machine with the browser that shows it. torch's OpenMP threads spin while they
-# wait by default, and beside one busy core that spinning made a 4-image, 25-step toy sample take
-# 12.4 s instead of 3.3 s (2 cores); with passive waiting it took 4.8 s beside the busy core and
-# 4.1 s alone. It must be set before torch loads; an explicit OMP_WAIT_POLICY wins.
+# wait by default; beside one busy core 4 toy images x 25 steps took 11.1 s instead of 2.9 s, with
+# passive waiting 5.5 s (3.6 s alone): `[OMP_WAIT_POLICY=PASSIVE] python -m bench.sampling
+# [--busy-core]`. It must be set before torch loads; an explicit OMP_WAIT_POLICY wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 MAX_UPLOAD = "2mb"  # prompt files: 2 MB is tens of thousands of prompts, far above what one request may cost
 

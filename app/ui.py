@@ -63,7 +63,11 @@ class _Typed:
     check the payload's type first and answer in the field's own words; the handlers then check the
     meaning (dde.limits). Rendered by the frontend as the Gradio component they extend."""
 
-    expects = "a value"
+    def _expects(self) -> str:
+        return "a value"
+
+    def _field(self) -> str:
+        return self.label or "this field"
 
     def _gradio_name(self) -> str:
         return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
@@ -78,51 +82,51 @@ class _Typed:
         return payload
 
     def preprocess(self, payload):
-        label = self.label or "this field"
         payload = self._check(payload)
         try:
             return super().preprocess(payload)
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - any type error of the parent's check is the client's input
-            raise gr.Error(f"{label} expects {self.expects}, got {_shown(payload)}") from None
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}") from None
 
 
 class _Numeric(_Typed):
-    expects = "a finite number"
+    def _expects(self) -> str:
+        return "a finite number"
 
     def _check(self, payload):
-        label = self.label or "this field"
         if payload is None and isinstance(self, gr.Number):
             return None  # an empty number field: the handler says what it needs
         if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
-            raise gr.Error(f"{label} expects {self.expects}, got {_shown(payload)}")
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}")
         lo, hi = self.minimum, self.maximum
         if (lo is not None and payload < lo) or (hi is not None and payload > hi):
             span = f"in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else (
                 f">= {lo:g}" if lo is not None else f"<= {hi:g}")
-            raise gr.Error(f"{label} must be a number {span}, got {payload:g}")
+            raise gr.Error(f"{self._field()} must be a number {span}, got {payload:g}")
         return payload
 
 
 class _Choices(_Typed):
+    def _many(self) -> bool:
+        return bool(getattr(self, "multiselect", None)) or isinstance(self, gr.CheckboxGroup)
+
+    def _expects(self) -> str:
+        return "a list of choices" if self._many() else "one choice"
+
     def _check(self, payload):
-        many = getattr(self, "multiselect", None) or isinstance(self, gr.CheckboxGroup)
-        self.expects = "a list of choices" if many else "one choice"
-        if payload is None:
-            if many:
-                raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got nothing")
+        if payload is None and not self._many():
             return None
-        values = payload if many else [payload]
-        if many and not isinstance(payload, list):
-            raise gr.Error(f"{self.label or 'this field'} expects {self.expects}, got {_shown(payload)}")
+        if self._many() and not isinstance(payload, list):
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}")
         known = [value for _, value in self.choices]
-        for value in values:
+        for value in payload if self._many() else [payload]:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise gr.Error(f"{self.label or 'this field'}: a choice must be text, got {_shown(value)}")
+                raise gr.Error(f"{self._field()}: a choice must be text, got {_shown(value)}")
             if not getattr(self, "allow_custom_value", False) and value not in known:
                 listed = ", ".join(str(k) for k in known[:12]) + (", ..." if len(known) > 12 else "")
-                raise gr.Error(f"{self.label or 'this field'}: {_shown(value)} is not one of the choices ({listed})")
+                raise gr.Error(f"{self._field()}: {_shown(value)} is not one of the choices ({listed})")
         return payload
 
 

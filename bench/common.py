@@ -34,3 +34,14 @@ def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> t
 def verdict(value: float, target: float) -> str:
     outcome = "meets" if value <= target else "misses"
     return f"{value:.3f} vs target {target:.3f} (ratio {value / target:.2f}, {outcome})"
+
+
+def md_table(rows: list[dict]) -> str:
+    """A markdown table of dict rows (columns from the first row; floats to 3 decimals; a key a row
+    lacks is a blank cell)."""
+    if not rows:
+        return "(none)\n"
+    cols = list(rows[0])
+    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return ("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
+            + "".join("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |\n" for r in rows))

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from bench.common import machine, median_seconds
+from bench.common import machine, md_table, median_seconds
 from bench.memory_estimate import GIB, SD15_UNET, SDXL_UNET, count
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -239,15 +239,6 @@ def estimates() -> dict:
     return out
 
 
-def _md(rows: list[dict]) -> str:
-    if not rows:
-        return "(none)\n"
-    cols = list(rows[0])
-    fmt = lambda v: f"{v:.3f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return ("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols) + "\n"
-            + "".join("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |\n" for r in rows))
-
-
 def main(argv: list[str] | None = None) -> Path:
     ap = argparse.ArgumentParser(prog="python -m bench.gpu", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -293,19 +284,19 @@ Written by `{command}` on {time.strftime('%F %T %Z')} in {(time.time() - t_start
 
 ## LoRA rank 8 preference steps (median seconds per step, peak memory in GiB)
 
-{_md(lora)}
+{md_table(lora)}
 ## Full SD1.5 fine-tune (gradient checkpointing, Adafactor, frozen reference copy)
 
-{_md(full)}
+{md_table(full)}
 ## DDIM sampling, 25 steps with classifier-free guidance
 
-{_md(sampling)}
+{md_table(sampling)}
 ## bench.memory_estimate's prediction of the persistent state (GiB; activations not included)
 
-{_md(est_rows)}
+{md_table(est_rows)}
 ## The app on the SD backend (tiny random pipeline on {device.type}), one Compare through gradio_client
 
-{_md([app]) if app else "(skipped)"}
+{md_table([app]) if app else "(skipped)"}
 """
     from dde.io import atomic_write_text
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 
+from bench.common import md_table
 from dde.run import RunDir
 
 
@@ -19,18 +20,16 @@ def tables(runs: list[RunDir], names: list[str]) -> str:
     if not steps:
         raise SystemExit("these runs have no judge.jsonl or val.jsonl rows (toy runs with judge_prompts > 0 log them)")
 
-    def table(title: str, logs: dict, cell) -> list[str]:
+    def table(title: str, logs: dict, cell) -> str:
         cols = [s for s in steps if any(s in rows for rows in logs.values())]
-        lines = [f"| {title} | " + " | ".join(f"step {s}" for s in cols) + " |", "|---|" + "---|" * len(cols)]
-        lines += [f"| {name} | " + " | ".join(cell(rows[s]) if s in rows else "" for s in cols) + " |"
-                  for name, rows in logs.items()]
-        return lines
+        return md_table([{title: name, **{f"step {s}": cell(rows[s]) if s in rows else "" for s in cols}}
+                         for name, rows in logs.items()])
 
     prompts = {len(r["scores"]) for rows in judge.values() for r in rows.values()}
-    out = table(f"judge probe ({'/'.join(map(str, sorted(prompts)))} prompts)", judge, lambda r: f"{r['judge']:.3f}")
-    out += ["", *table("held-back pairs: loss / implicit accuracy", val,
-                       lambda r: f"{r['val_loss']:.3f} / {r['val_implicit_acc']:.0%}")]
-    return "\n".join(out)
+    judged = table(f"judge probe ({'/'.join(map(str, sorted(prompts)))} prompts)", judge, lambda r: f"{r['judge']:.3f}")
+    held = table("held-back pairs: loss / implicit accuracy", val,
+                 lambda r: f"{r['val_loss']:.3f} / {r['val_implicit_acc']:.0%}")
+    return f"{judged}\n{held}".rstrip("\n")
 
 
 def main(argv: list[str] | None = None) -> str:

@@ -1,6 +1,10 @@
 """Sampling latency of the toy model: 4 images, 25 DDIM steps, classifier-free guidance.
 
-    python -m bench.sampling [--model DIR] [--images 4] [--steps 25] [--repeats 5]
+    python -m bench.sampling [--model DIR] [--images 4] [--steps 25] [--repeats 5] [--busy-core]
+
+--busy-core keeps one core busy (another process spinning) while timing, as a browser drawing the
+app's page does; compare OpenMP's waiting policies with e.g.
+``OMP_WAIT_POLICY=PASSIVE python -m bench.sampling --busy-core`` (the app's default).
 
 Target (issue 3): under 2 s on 2 CPU cores for the shipped base model.
 """
@@ -8,6 +12,9 @@ Target (issue 3): under 2 s on 2 CPU cores for the shipped base model.
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
+import sys
 
 import torch
 
@@ -22,14 +29,21 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--guidance", type=float, default=None, help="default: the model's default guidance")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--target", type=float, default=2.0)
+    ap.add_argument("--busy-core", action="store_true", help="time beside a process that keeps one core busy")
     args = ap.parse_args(argv)
     from dde.backends.toy import ToyBackend
 
     backend = ToyBackend.load(args.model)
     prompts = ["a big red circle on the left on a black background"] * args.images
-    median, times = median_seconds(lambda: backend.sample(prompts, seed=0, steps=args.steps, guidance=args.guidance),
-                                   args.repeats)
-    print(f"machine: {machine()}")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy_core else None
+    try:
+        median, times = median_seconds(
+            lambda: backend.sample(prompts, seed=0, steps=args.steps, guidance=args.guidance), args.repeats)
+    finally:
+        if busy is not None:
+            busy.kill()
+    print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}"
+          f"{'; one core kept busy' if busy else ''}")
     print(f"model: {backend.model_path}")
     guidance = backend.default_guidance if args.guidance is None else args.guidance
     print(f"sample {args.images} images x {args.steps} steps, guidance {guidance}: median {median:.3f} s "
