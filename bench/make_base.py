@@ -45,9 +45,10 @@ from dde.toy.world import render, split_scenes
 
 # the settings that define a pretraining; a resume must repeat them (--steps may grow)
 RECIPE = ("seed", "batch", "lr", "warmup", "ema", "ema_warmup", "width", "attention", "coords", "prediction",
-          "offset_noise", "pyramid_noise", "drop", "attr_drop")
+          "offset_noise", "pyramid_noise", "drop", "attr_drop", "word_init", "weight_cap")
 # recipe settings added later, with the values earlier work folders ran with
-RECIPE_ADDED = {"coords": False, "ema_warmup": False, "prediction": "epsilon"}
+RECIPE_ADDED = {"coords": False, "ema_warmup": False, "prediction": "epsilon", "word_init": None,
+                "weight_cap": 1.0}
 DROPPABLE = ("size", "colour", "position", "background")  # the shape is always named
 
 
@@ -87,6 +88,19 @@ def training_noise(shape: tuple[int, ...], gen: torch.Generator, *, offset: floa
             k += 1
         eps = eps / math.sqrt(sum(pyramid ** (2 * j) for j in range(k)))
     return eps
+
+
+def loss_weight(alpha_bar: torch.Tensor, cap: float) -> torch.Tensor:
+    """Per-sample pretraining loss weight ``min(1 + 1/SNR, cap)`` with ``SNR = alpha_bar / (1 - alpha_bar)``.
+
+    In terms of the x0 error, the epsilon loss weighs a sample by SNR (0.014 at t = 900): the steps
+    where the caption must decide where the object goes barely train. ``1 + 1/SNR`` is what
+    v-prediction's loss amounts to (x0 weight SNR + 1); capping it keeps t near T (1 + 1/SNR = 215
+    at t = 999) from drowning the rest. ``cap`` 1 is the plain epsilon loss."""
+    if cap < 1:
+        raise ValueError(f"the loss weight cap must be >= 1, got {cap}")
+    alpha_bar = alpha_bar.float()
+    return torch.clamp(1 + (1 - alpha_bar) / alpha_bar, max=cap)
 
 
 def ema_decay(step: int, ema: float, warmup_schedule: bool, lr_warmup: int) -> float:
@@ -149,6 +163,13 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--drop", type=float, default=0.1, help="share of empty captions (for guidance)")
     ap.add_argument("--attr-drop", type=float, default=0.0,
                     help="probability that each of size, colour, position, background is left out of a caption")
+    ap.add_argument("--word-init", type=float, default=None,
+                    help="std of the text encoder's word embeddings at initialisation (default: CLIP's 0.02, "
+                    "under which position and shape words stay nearly indistinguishable)")
+    ap.add_argument("--weight-cap", type=float, default=1.0,
+                    help="weight each sample's loss by min(1 + 1/SNR(t), cap): v-prediction's weighting of the "
+                    "noisy steps, truncated (1: the plain epsilon loss). The layout a caption asks for is decided "
+                    "at high noise, where the plain loss gives it almost no gradient")
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--eval-every", type=int, default=0,
                     help="judge the EMA model on training-split scenes every N steps (work/curve.jsonl; 0 = off)")
@@ -191,7 +212,7 @@ def main(argv: list[str] | None = None) -> Path:
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
     attention = tuple(int(r) for r in str(args.attention).split(","))
     unet, text_encoder = toy_model.build(toy_model.unet_config(args.width, attention=attention, coords=args.coords),
-                                         text_encoder_config())
+                                         text_encoder_config(), word_init=args.word_init)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     tokenizer = ToyTokenizer()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -213,7 +234,7 @@ def main(argv: list[str] | None = None) -> Path:
         cond = text_encoder(input_ids=tokenizer(captions)).last_hidden_state
         pred = unet(toy_model.unet_input(unet, x_t), t, encoder_hidden_states=cond).sample
         target = ddim.v_target(x0, eps, schedule.alpha_bar_at(t)) if args.prediction == "v_prediction" else eps
-        loss = per_sample_error(pred, target).mean()
+        loss = (per_sample_error(pred, target) * loss_weight(schedule.alpha_bar_at(t), args.weight_cap)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -343,7 +364,9 @@ def model_card_markdown(card: dict) -> str:
     recipe = (f"offset noise {card.get('offset_noise', 0)}, multi-resolution noise {card.get('pyramid_noise', 0)}, "
               f"cross-attention at {card.get('attention', '8')} px, coordinate planes "
               f"{'yes' if card.get('coords') else 'no'}, caption dropout {card.get('drop', 0.1)}, "
-              f"per-attribute caption dropout {card.get('attr_drop', 0)}")
+              f"per-attribute caption dropout {card.get('attr_drop', 0)}, word-embedding initialisation std "
+              f"{card.get('word_init') or '0.02 (CLIP default)'}, "
+              f"loss weight min(1 + 1/SNR, {card.get('weight_cap', 1.0)})")
     return f"""# Toy base model
 
 The embedded world's base text-to-image model (32x32 RGB, pixel space), trained by this repo.

@@ -61,10 +61,19 @@ def unet_input(unet: UNet2DConditionModel, x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x, torch.stack([xs, ys]).expand(x.shape[0], -1, -1, -1)], dim=1)
 
 
-def build(unet_cfg: dict | None = None, text_cfg: dict | None = None) -> tuple[UNet2DConditionModel, CLIPTextModel]:
-    """Fresh (randomly initialised) UNet and text encoder."""
+def build(unet_cfg: dict | None = None, text_cfg: dict | None = None,
+          word_init: float | None = None) -> tuple[UNet2DConditionModel, CLIPTextModel]:
+    """Fresh (randomly initialised) UNet and text encoder.
+
+    ``word_init``: the standard deviation of the text encoder's word embeddings at initialisation
+    (None: CLIP's own, 0.02). At CLIP's scale every word starts almost the same vector, and joint
+    training separates only the words whose pixels pull hard (colour, background, size); a larger
+    value starts every word distinct, so the UNet can read position and shape words from the start."""
     unet = UNet2DConditionModel(**(unet_cfg or unet_config()))
     text_encoder = CLIPTextModel(CLIPTextConfig(**(text_cfg or text_encoder_config())))
+    if word_init is not None:
+        with torch.no_grad():
+            text_encoder.get_input_embeddings().weight.normal_(0.0, word_init)
     return unet, text_encoder
 
 
