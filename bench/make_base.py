@@ -45,10 +45,11 @@ from dde.toy.world import render, split_scenes
 
 # the settings that define a pretraining; a resume must repeat them (--steps may grow)
 RECIPE = ("seed", "batch", "lr", "warmup", "ema", "ema_warmup", "width", "attention", "coords", "prediction",
-          "offset_noise", "pyramid_noise", "drop", "attr_drop", "word_init", "weight_cap")
+          "offset_noise", "pyramid_noise", "drop", "attr_drop", "word_init", "weight_cap",
+          "text_film")
 # recipe settings added later, with the values earlier work folders ran with
 RECIPE_ADDED = {"coords": False, "ema_warmup": False, "prediction": "epsilon", "word_init": None,
-                "weight_cap": 1.0}
+                "weight_cap": 1.0, "text_film": False}
 DROPPABLE = ("size", "colour", "position", "background")  # the shape is always named
 
 
@@ -163,6 +164,9 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--drop", type=float, default=0.1, help="share of empty captions (for guidance)")
     ap.add_argument("--attr-drop", type=float, default=0.0,
                     help="probability that each of size, colour, position, background is left out of a caption")
+    ap.add_argument("--text-film", action="store_true",
+                    help="the caption also scales and shifts every ResNet block's channels (pooled text added to the "
+                    "timestep embedding), not only cross-attention")
     ap.add_argument("--word-init", type=float, default=None,
                     help="std of the text encoder's word embeddings at initialisation (default: CLIP's 0.02, "
                     "under which position and shape words stay nearly indistinguishable)")
@@ -211,7 +215,8 @@ def main(argv: list[str] | None = None) -> Path:
     train_scenes, _ = split_scenes(seed=0)
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
     attention = tuple(int(r) for r in str(args.attention).split(","))
-    unet, text_encoder = toy_model.build(toy_model.unet_config(args.width, attention=attention, coords=args.coords),
+    unet, text_encoder = toy_model.build(toy_model.unet_config(args.width, attention=attention, coords=args.coords,
+                                                               text_film=args.text_film),
                                          text_encoder_config(), word_init=args.word_init)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     tokenizer = ToyTokenizer()
@@ -366,7 +371,8 @@ def model_card_markdown(card: dict) -> str:
               f"{'yes' if card.get('coords') else 'no'}, caption dropout {card.get('drop', 0.1)}, "
               f"per-attribute caption dropout {card.get('attr_drop', 0)}, word-embedding initialisation std "
               f"{card.get('word_init') or '0.02 (CLIP default)'}, "
-              f"loss weight min(1 + 1/SNR, {card.get('weight_cap', 1.0)})")
+              f"loss weight min(1 + 1/SNR, {card.get('weight_cap', 1.0)}), caption in every ResNet block (scale and "
+              f"shift) {'yes' if card.get('text_film') else 'no'}")
     return f"""# Toy base model
 
 The embedded world's base text-to-image model (32x32 RGB, pixel space), trained by this repo.

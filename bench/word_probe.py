@@ -1,6 +1,7 @@
 """How much a toy model listens to each attribute word of its captions.
 
     python -m bench.word_probe assets/toy-base [--scenes 24] [--times 900 600 300]
+    python -m bench.word_probe runs/toy-pretrain      # a pretraining's latest checkpoint (EMA weights)
 
 For --scenes training-split scenes that name a position, each attribute word (shape, colour, size,
 position, background) is swapped for another value of the same attribute, one at a time. Two
@@ -45,6 +46,36 @@ def _changed_token(ids_a: torch.Tensor, ids_b: torch.Tensor) -> int:
     return differ[-1]  # "in the centre" / "on the left": the position word, not "in"/"on"
 
 
+def load_models(path: str):
+    """(unet, text encoder, tokenizer) of a toy model directory, or of the EMA weights in the latest
+    checkpoint of a ``bench.make_base`` work folder (its recipe.json says how to build them)."""
+    import json
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    from dde.toy import model as toy_model
+    from dde.toy.text import ToyTokenizer, text_encoder_config
+
+    folder = Path(path)
+    if not (folder / "recipe.json").is_file():
+        unet, text_encoder, tokenizer, _ = toy_model.load_model_dir(folder)
+        return unet, text_encoder, tokenizer
+    if not (folder / "checkpoint.safetensors").is_file():
+        raise SystemExit(f"{folder} is a pretraining folder without a checkpoint yet")
+    recipe = json.loads((folder / "recipe.json").read_text())
+    attention = tuple(int(r) for r in str(recipe.get("attention", "8")).split(","))
+    unet, text_encoder = toy_model.build(
+        toy_model.unet_config(recipe.get("width", 32), attention=attention, coords=recipe.get("coords", False),
+                              text_film=recipe.get("text_film", False)), text_encoder_config())
+    tensors = load_file(folder / "checkpoint.safetensors")
+    for prefix, module in (("ema_unet/", unet), ("ema_text/", text_encoder)):
+        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    step = json.loads((folder / "checkpoint.json").read_text())["step"]
+    print(f"{folder}: EMA weights at step {step}")
+    return unet, text_encoder, ToyTokenizer()
+
+
 def probe(model_dir: str, scenes: int = 24, times: tuple[int, ...] = (900, 600, 300), seed: int = 0) -> list[dict]:
     """One row per attribute: text gap and output change at each t (see the module's docstring)."""
     from dde import ddim
@@ -53,7 +84,7 @@ def probe(model_dir: str, scenes: int = 24, times: tuple[int, ...] = (900, 600, 
     from dde.toy import model as toy_model
     from dde.toy.world import render, split_scenes
 
-    unet, text_encoder, tokenizer, _ = toy_model.load_model_dir(model_dir)
+    unet, text_encoder, tokenizer = load_models(model_dir)
     unet.eval(), text_encoder.eval()
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
     train, _ = split_scenes(seed=0)
@@ -92,7 +123,7 @@ def probe(model_dir: str, scenes: int = 24, times: tuple[int, ...] = (900, 600, 
 def main(argv: list[str] | None = None) -> str:
     ap = argparse.ArgumentParser(prog="python -m bench.word_probe", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("model", help="toy model directory")
+    ap.add_argument("model", help="toy model directory, or a bench.make_base work folder (its latest checkpoint)")
     ap.add_argument("--scenes", type=int, default=24)
     ap.add_argument("--times", type=int, nargs="+", default=[900, 600, 300])
     ap.add_argument("--seed", type=int, default=0)

@@ -45,7 +45,7 @@ def test_every_recipe_option_runs_and_the_guidance_is_chosen_on_training_scenes(
     make_base.main(["--steps", "1", "--guidance", "2", *_common(trial, tmp_path / "tw")])
     out = tmp_path / "model"
     make_base.main(["--steps", "2", "--offset-noise", "0.1", "--pyramid-noise", "0.8", "--attention", "16,8",
-                    "--coords", "--attr-drop", "0.3", "--word-init", "1.0", "--weight-cap", "20",
+                    "--coords", "--attr-drop", "0.3", "--word-init", "1.0", "--weight-cap", "20", "--text-film",
                     "--guidance-sweep", "1,3", "--trials", str(trial),
                     *_common(out, tmp_path / "w")])
     meta = json.loads((out / "model.json").read_text())
@@ -63,6 +63,12 @@ def test_every_recipe_option_runs_and_the_guidance_is_chosen_on_training_scenes(
     assert "## Recipe trials" in text and "| trial |" in text and card["trials"][0]["name"] == "trial"
     assert card["word_init"] == 1.0 and "word-embedding initialisation std 1.0" in text
     assert card["weight_cap"] == 20 and "min(1 + 1/SNR, 20.0)" in text
+    assert meta["unet"]["addition_embed_type"] == "text" and meta["unet"]["resnet_time_scale_shift"] == "scale_shift"
+    assert card["text_film"] and "caption in every ResNet block (scale and shift) yes" in text
+    from bench import word_probe  # reads the work folder's checkpoint, built from its recipe
+
+    rows = word_probe.probe(str(tmp_path / "w"), scenes=1, times=(500,))
+    assert [r["attribute"] for r in rows] == list(word_probe.ATTRIBUTES)
 
 
 def test_loss_weight_is_v_weighting_capped():

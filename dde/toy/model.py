@@ -30,11 +30,17 @@ RESOLUTIONS = (32, 16, 8)  # the UNet's three levels at 32x32 input
 COORD_CHANNELS = 2  # x and y coordinate planes appended to the UNet's input (CoordConv)
 
 
-def unet_config(width: int = 32, cross_dim: int = 64, attention: tuple[int, ...] = (8,), coords: bool = False) -> dict:
+def unet_config(width: int = 32, cross_dim: int = 64, attention: tuple[int, ...] = (8,), coords: bool = False,
+                text_film: bool = False) -> dict:
     """A small UNet2DConditionModel for 32x32 RGB: 32 -> 16 -> 8, with cross-attention (where the
     text meets the image) at the resolutions in ``attention`` (any of 32, 16, 8). With ``coords`` the
     UNet also reads two coordinate planes (:func:`unet_input`): convolutions alone know where they
-    are only from the zero padding at the border, and "on the left" needs to know where left is."""
+    are only from the zero padding at the border, and "on the left" needs to know where left is.
+    With ``text_film`` the caption also reaches every ResNet block, as a scale and shift of its
+    channels (diffusers' ``addition_embed_type="text"``: the text encoder's states, attention-pooled,
+    added to the timestep embedding; ``resnet_time_scale_shift="scale_shift"``): a global switch that
+    convolutions reading the coordinate planes can turn into "put it on the left", where
+    cross-attention must learn location-dependent attention first."""
     unknown = set(attention) - set(RESOLUTIONS)
     if unknown or not attention:
         raise ValueError(f"attention resolutions must be a non-empty subset of {RESOLUTIONS}, got {attention}")
@@ -44,7 +50,9 @@ def unet_config(width: int = 32, cross_dim: int = 64, attention: tuple[int, ...]
             "layers_per_block": 1,
             "block_out_channels": [width, width * 2, width * 3],
             "down_block_types": down, "up_block_types": up,
-            "cross_attention_dim": cross_dim, "attention_head_dim": 8, "norm_num_groups": 16}
+            "cross_attention_dim": cross_dim, "attention_head_dim": 8, "norm_num_groups": 16,
+            **({"addition_embed_type": "text", "addition_embed_type_num_heads": 4,
+                "resnet_time_scale_shift": "scale_shift"} if text_film else {})}
 
 
 def unet_input(unet: UNet2DConditionModel, x: torch.Tensor) -> torch.Tensor:
