@@ -128,16 +128,40 @@ def _save_checkpoint(work: Path, step: int, modules: dict, optimizer: torch.opti
     atomic_write_json({"step": step, **groups}, work / "checkpoint.json")
 
 
+def _load_modules(tensors: dict, modules: dict) -> None:
+    for name, m in modules.items():
+        m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")})
+
+
 def _load_checkpoint(work: Path, modules: dict, optimizer: torch.optim.Optimizer) -> int:
     file = work / "checkpoint.safetensors"
     if not file.is_file():
         return 0
     tensors = load_file(file)
-    for name, m in modules.items():
-        m.load_state_dict({k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + "/")})
+    _load_modules(tensors, modules)
     meta = json.loads((work / "checkpoint.json").read_text())
     load_optimizer_state(optimizer, {k[6:]: v for k, v in tensors.items() if k.startswith("optim/")}, meta)
     return int(meta["step"])
+
+
+def build_models(recipe: dict):
+    """Fresh (unet, text encoder) for a recipe (the --flags of a pretraining, as in recipe.json)."""
+    recipe = {**RECIPE_ADDED, **recipe}
+    attention = tuple(int(r) for r in str(recipe.get("attention", "8")).split(","))
+    return toy_model.build(toy_model.unet_config(recipe.get("width", 32), attention=attention,
+                                                 coords=recipe["coords"], text_film=recipe["text_film"]),
+                           text_encoder_config(), word_init=recipe["word_init"])
+
+
+def load_ema(work: str | Path):
+    """(unet, text encoder, step): the EMA weights of the latest checkpoint in a pretraining's --work
+    folder, built from its recipe.json (to probe a run while it trains)."""
+    work = Path(work)
+    if not (work / "checkpoint.safetensors").is_file():
+        raise ValueError(f"{work} holds no pretraining checkpoint yet")
+    unet, text_encoder = build_models(json.loads((work / "recipe.json").read_text()))
+    _load_modules(load_file(work / "checkpoint.safetensors"), {"ema_unet": unet, "ema_text": text_encoder})
+    return unet, text_encoder, int(json.loads((work / "checkpoint.json").read_text())["step"])
 
 
 def main(argv: list[str] | None = None) -> Path:
@@ -214,10 +238,7 @@ def main(argv: list[str] | None = None) -> Path:
         atomic_write_json(recipe, work / "recipe.json")
     train_scenes, _ = split_scenes(seed=0)
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
-    attention = tuple(int(r) for r in str(args.attention).split(","))
-    unet, text_encoder = toy_model.build(toy_model.unet_config(args.width, attention=attention, coords=args.coords,
-                                                               text_film=args.text_film),
-                                         text_encoder_config(), word_init=args.word_init)
+    unet, text_encoder = build_models(recipe)
     ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
     tokenizer = ToyTokenizer()
     params = list(unet.parameters()) + list(text_encoder.parameters())
@@ -235,11 +256,12 @@ def main(argv: list[str] | None = None) -> Path:
         gen = torch.Generator().manual_seed(args.seed * 1_000_003 + step)
         t = torch.randint(0, schedule.T, (x0.shape[0],), generator=gen)
         eps = training_noise(tuple(x0.shape), gen, offset=args.offset_noise, pyramid=args.pyramid_noise)
-        x_t = ddim.add_noise(x0, eps, schedule.alpha_bar_at(t))
+        alpha_bar = schedule.alpha_bar_at(t)
+        x_t = ddim.add_noise(x0, eps, alpha_bar)
         cond = text_encoder(input_ids=tokenizer(captions)).last_hidden_state
         pred = unet(toy_model.unet_input(unet, x_t), t, encoder_hidden_states=cond).sample
-        target = ddim.v_target(x0, eps, schedule.alpha_bar_at(t)) if args.prediction == "v_prediction" else eps
-        loss = (per_sample_error(pred, target) * loss_weight(schedule.alpha_bar_at(t), args.weight_cap)).mean()
+        target = ddim.v_target(x0, eps, alpha_bar) if args.prediction == "v_prediction" else eps
+        loss = (per_sample_error(pred, target) * loss_weight(alpha_bar, args.weight_cap)).mean()
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

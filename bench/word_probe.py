@@ -25,8 +25,7 @@ import numpy as np
 import torch
 
 from bench.common import md_table
-
-ATTRIBUTES = ("shape", "colour", "size", "position", "background")
+from dde.toy.judge import ATTRIBUTES
 
 
 def _swaps(scene, attribute: str) -> list:
@@ -48,31 +47,21 @@ def _changed_token(ids_a: torch.Tensor, ids_b: torch.Tensor) -> int:
 
 def load_models(path: str):
     """(unet, text encoder, tokenizer) of a toy model directory, or of the EMA weights in the latest
-    checkpoint of a ``bench.make_base`` work folder (its recipe.json says how to build them)."""
-    import json
+    checkpoint of a ``bench.make_base`` work folder."""
     from pathlib import Path
 
-    from safetensors.torch import load_file
-
+    from bench.make_base import load_ema
     from dde.toy import model as toy_model
-    from dde.toy.text import ToyTokenizer, text_encoder_config
+    from dde.toy.text import ToyTokenizer
 
-    folder = Path(path)
-    if not (folder / "recipe.json").is_file():
-        unet, text_encoder, tokenizer, _ = toy_model.load_model_dir(folder)
+    if not (Path(path) / "recipe.json").is_file():
+        unet, text_encoder, tokenizer, _ = toy_model.load_model_dir(path)
         return unet, text_encoder, tokenizer
-    if not (folder / "checkpoint.safetensors").is_file():
-        raise SystemExit(f"{folder} is a pretraining folder without a checkpoint yet")
-    recipe = json.loads((folder / "recipe.json").read_text())
-    attention = tuple(int(r) for r in str(recipe.get("attention", "8")).split(","))
-    unet, text_encoder = toy_model.build(
-        toy_model.unet_config(recipe.get("width", 32), attention=attention, coords=recipe.get("coords", False),
-                              text_film=recipe.get("text_film", False)), text_encoder_config())
-    tensors = load_file(folder / "checkpoint.safetensors")
-    for prefix, module in (("ema_unet/", unet), ("ema_text/", text_encoder)):
-        module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    step = json.loads((folder / "checkpoint.json").read_text())["step"]
-    print(f"{folder}: EMA weights at step {step}")
+    try:
+        unet, text_encoder, step = load_ema(path)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
+    print(f"{path}: EMA weights at step {step}")
     return unet, text_encoder, ToyTokenizer()
 
 
@@ -85,7 +74,8 @@ def probe(model_dir: str, scenes: int = 24, times: tuple[int, ...] = (900, 600, 
     from dde.toy.world import render, split_scenes
 
     unet, text_encoder, tokenizer = load_models(model_dir)
-    unet.eval(), text_encoder.eval()
+    unet.eval()
+    text_encoder.eval()
     schedule = NoiseSchedule.from_scheduler_config(toy_model.SCHEDULER_CONFIG)
     train, _ = split_scenes(seed=0)
     picked = [s for s in train if s.position is not None and s.position != "centre"]
