@@ -201,11 +201,13 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--ckpt-every", type=int, default=250)
     ap.add_argument("--eval-every", type=int, default=0,
                     help="judge the EMA model on training-split scenes every N steps (work/curve.jsonl; 0 = off)")
+    ap.add_argument("--curve-guidance", type=float, default=1.0,
+                    help="guidance scale of the --eval-every curve (1: no guidance, the chosen default of v2.1)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-seeds", type=int, default=4, help="samples per held-out scene for the card")
     ap.add_argument("--guidance", type=float, default=None,
                     help="guidance scale of the card's evaluation and the model's default (skips the sweep)")
-    ap.add_argument("--guidance-sweep", default="1.5,2.5,4",
+    ap.add_argument("--guidance-sweep", default="1,1.25,1.5,2,2.5,4",
                     help="guidance scales tried on training-split scenes; the best judge score becomes the default")
     ap.add_argument("--trials", nargs="*", default=[],
                     help="model directories of recipe trials to tabulate in the card (their own cards' numbers)")
@@ -277,7 +279,7 @@ def main(argv: list[str] | None = None) -> Path:
             with open(work / "loss.csv", "a") as handle:
                 handle.write(f"{step + 1},{np.mean(losses[-args.ckpt_every:]):.6f}\n")
         if args.eval_every and (step + 1) % args.eval_every == 0:
-            _log_curve(work, step + 1, ema_unet, ema_text, args.prediction)
+            _log_curve(work, step + 1, ema_unet, ema_text, args.prediction, args.curve_guidance)
     train_info = {**recipe, "steps": args.steps,
                   "train_wall_seconds": round(prior_seconds + time.time() - t_start, 1),
                   "machine": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} threads",
@@ -286,7 +288,7 @@ def main(argv: list[str] | None = None) -> Path:
     return _finish(args, out, ema_unet, ema_text, train_info)
 
 
-def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str) -> None:
+def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str, guidance: float = 1.0) -> None:
     """Per-attribute accuracy of the EMA model on training-split scenes (1 image each) at ``step``:
     how each attribute is learned over pretraining, never measured on the held-out scenes."""
     from dde.backends.toy import ToyBackend
@@ -296,9 +298,9 @@ def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str) -> No
     tune = train_scenes[:: max(1, len(train_scenes) // SWEEP_SCENES)][:SWEEP_SCENES]
     backend = ToyBackend(copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval(), ToyTokenizer(),
                          scheduler_config=toy_model.scheduler_config(prediction))
-    report = judge_scenes(backend, tune, seeds=1, steps=25, guidance=2.0, seed=50_000)
+    report = judge_scenes(backend, tune, seeds=1, steps=25, guidance=guidance, seed=50_000)
     with open(work / "curve.jsonl", "a") as handle:
-        handle.write(json.dumps({"step": step, "total": report["total"], **report["accuracy"]}) + "\n")
+        handle.write(json.dumps({"step": step, "guidance": guidance, "total": report["total"], **report["accuracy"]}) + "\n")
 
 
 EVAL_KEYS = ("held_out_eval", "guidance_sweep", "eval_command", "eval_wall_seconds", "trials")
