@@ -300,7 +300,8 @@ def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str, guida
                          scheduler_config=toy_model.scheduler_config(prediction))
     report = judge_scenes(backend, tune, seeds=1, steps=25, guidance=guidance, seed=50_000)
     with open(work / "curve.jsonl", "a") as handle:
-        handle.write(json.dumps({"step": step, "guidance": guidance, "total": report["total"], **report["accuracy"]}) + "\n")
+        row = {"step": step, "guidance": guidance, "total": report["total"], **report["accuracy"]}
+        handle.write(json.dumps(row) + "\n")
 
 
 EVAL_KEYS = ("held_out_eval", "guidance_sweep", "eval_command", "eval_wall_seconds", "trials")
