@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--eval-every", type=int, default=0,
                     help="judge the EMA model on training-split scenes every N steps (work/curve.jsonl; 0 = off)")
     ap.add_argument("--curve-guidance", type=float, default=1.0,
-                    help="guidance scale of the --eval-every curve (1: no guidance, the chosen default of v2.1)")
+                    help="guidance scale of the --eval-every curve (1: no guidance)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-seeds", type=int, default=4, help="samples per held-out scene for the card")
     ap.add_argument("--guidance", type=float, default=None,
@@ -288,14 +288,13 @@ def main(argv: list[str] | None = None) -> Path:
     return _finish(args, out, ema_unet, ema_text, train_info)
 
 
-def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str, guidance: float = 1.0) -> None:
+def _log_curve(work: Path, step: int, unet, text_encoder, prediction: str, guidance: float) -> None:
     """Per-attribute accuracy of the EMA model on training-split scenes (1 image each) at ``step``:
     how each attribute is learned over pretraining, never measured on the held-out scenes."""
     from dde.backends.toy import ToyBackend
     from dde.toy.report import judge_scenes
 
-    train_scenes, _ = split_scenes(seed=0)
-    tune = train_scenes[:: max(1, len(train_scenes) // SWEEP_SCENES)][:SWEEP_SCENES]
+    tune = _sweep_scenes()
     backend = ToyBackend(copy.deepcopy(unet).eval(), copy.deepcopy(text_encoder).eval(), ToyTokenizer(),
                          scheduler_config=toy_model.scheduler_config(prediction))
     report = judge_scenes(backend, tune, seeds=1, steps=25, guidance=guidance, seed=50_000)
@@ -308,19 +307,25 @@ EVAL_KEYS = ("held_out_eval", "guidance_sweep", "eval_command", "eval_wall_secon
 SWEEP_SCENES = 97  # training-split scenes the guidance is chosen on (as many as the held-out split)
 
 
+def _sweep_scenes() -> list:
+    """The training-split scenes (spread over the split) that the guidance sweep and the curve judge."""
+    train_scenes, _ = split_scenes(seed=0)
+    return train_scenes[:: max(1, len(train_scenes) // SWEEP_SCENES)][:SWEEP_SCENES]
+
+
 def _finish(args, out: Path, unet, text_encoder, train_info: dict) -> Path:
     """Choose the default guidance on training-split scenes, judge the model on the held-out scenes
     and write the model directory with its card."""
     from dde.backends.toy import ToyBackend
     from dde.toy.report import judge_scenes
 
-    train_scenes, held_out = split_scenes(seed=0)
+    _, held_out = split_scenes(seed=0)
     scheduler = toy_model.scheduler_config(train_info.get("prediction", "epsilon"))
     backend = ToyBackend(unet.eval(), text_encoder.eval(), ToyTokenizer(), scheduler_config=scheduler)
     t0 = time.time()
     sweep = {}
     if args.guidance is None:  # never chosen on the held-out scenes
-        tune = train_scenes[:: max(1, len(train_scenes) // SWEEP_SCENES)][:SWEEP_SCENES]
+        tune = _sweep_scenes()
         for g in (float(v) for v in str(args.guidance_sweep).split(",")):
             sweep[g] = judge_scenes(backend, tune, seeds=1, steps=25, guidance=g, seed=50_000)["total"]
     guidance = args.guidance if args.guidance is not None else max(sweep, key=sweep.get)
