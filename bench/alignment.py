@@ -21,7 +21,9 @@ Stages, all with the trainer and sampler users run (configs/toy-<variant>.yaml o
    best score, tables and figures under docs/alignment/ and docs/RESULTS.md.
 
 Jobs run in --workers processes of --threads torch threads. Finished runs and scored tables are not
-redone: an interrupted study resumes where it stopped, and each invocation is recorded.
+redone: an interrupted study resumes where it stopped, and each invocation is recorded
+(<out>/invocations.json). --budget-minutes bounds one invocation: no job starts after it, the running
+ones finish, and the command exits with status 3 and a message to run it again.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.jobs import ROOT, Job, Scoring, choose, grid_scores, machine_line, run_jobs  # noqa: F401 (choose is re-exported)
+from bench.jobs import ROOT, BudgetSpentError, Job, Scoring, choose, grid_scores, machine_line, run_jobs  # noqa: F401 (choose is re-exported)
 from dde import credit
 from dde.toy.report import held_out_prompts, training_prompts_spread
 
@@ -75,7 +77,7 @@ def tune(args, runs: Path, log) -> tuple[pd.DataFrame, dict]:
                             keep_checkpoints_every=args.every,
                             output_dir=str(runs / "tune" / _name(v, b, lr, TUNE_SEED))),
                     [scoring]) for v, b, lr in itertools.product(TUNED, betas, lrs)]
-        grid = grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log))
+        grid = grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log, deadline=args.deadline))
         chosen = choose(grid)
         edges = grid_edges(chosen, betas, lrs)
         if not edges or widening == args.widen:
@@ -127,7 +129,7 @@ def main_stage(args, runs: Path, chosen: dict, log) -> tuple[pd.DataFrame, pd.Da
                      Scoring("curve", held[:args.curve_prompts], [None], seeds=1, sample_steps=25, seed=0)]
     jobs.append(Job("base", None, base_scorings, out=str(runs / "main" / "base")))
     jobs.sort(key=lambda j: j.config is None or j.config["variant"] not in CURVE_VARIANTS)  # longest first
-    done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log)
+    done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log, deadline=args.deadline)
     finals, curves = [], []
     for job in done:
         variant = "base" if job.config is None else job.config["variant"]
@@ -151,13 +153,19 @@ def study(args) -> Path:
         print(f"[{time.time() - t_start:7.0f} s] {i}/{n} {job.name}: {job.result['seconds']:.0f} s "
               f"(training {job.result['train_seconds']:.0f} s)", flush=True)
 
+    args.deadline = None if not args.budget_minutes else t_start + 60 * args.budget_minutes
     t0 = time.time()
-    grid, chosen = tune(args, runs, log)
-    grid.to_csv(out / "tuning.csv", index=False)
-    times["tune"] = time.time() - t0
-    print("chosen:", json.dumps(chosen), flush=True)
-    t0 = time.time()
-    images, curve, done = main_stage(args, runs, chosen, log)
+    try:
+        grid, chosen = tune(args, runs, log)
+        grid.to_csv(out / "tuning.csv", index=False)
+        times["tune"] = time.time() - t0
+        print("chosen:", json.dumps(chosen), flush=True)
+        t0 = time.time()
+        images, curve, done = main_stage(args, runs, chosen, log)
+    except BudgetSpentError as err:
+        _record(out, {"date": time.strftime("%F %T %Z"), "minutes": round((time.time() - t_start) / 60, 1),
+                      "stopped": str(err)})
+        raise
     images.to_csv(out / "images.csv", index=False)
     curve.to_csv(out / "curve_images.csv", index=False)
     times["main"] = time.time() - t0
@@ -173,20 +181,23 @@ def study(args) -> Path:
             | {"total": round((time.time() - t_start) / 60, 1)},
             "train_minutes": {j.name: round(RunDir(j.config["output_dir"]).status()["seconds"] / 60, 2)
                               for j in done if j.config is not None}}
-    meta["history"] = _history(out / "study.json") + [
-        {"date": meta["date"], "minutes": meta["minutes"]["total"],
-         "trained": sorted(j.name for j in done if j.result.get("train_seconds", 0) > 0)}]
+    meta["history"] = _record(out, {"date": meta["date"], "minutes": meta["minutes"]["total"],
+                                    "trained": sorted(j.name for j in done if j.result.get("train_seconds", 0) > 0)})
     atomic_write_json(meta, out / "study.json")
     from bench.alignment_report import report
 
     return report(out, png=not args.no_png, results=args.results)
 
 
-def _history(path: Path) -> list[dict]:
-    """Earlier invocations of the study into the same folder."""
-    if not path.is_file():
-        return []
-    return json.loads(path.read_text()).get("history", [])
+def _record(out: Path, invocation: dict) -> list[dict]:
+    """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all."""
+    from dde.io import atomic_write_json
+
+    path = out / "invocations.json"
+    history = json.loads(path.read_text()) if path.is_file() else []
+    history.append(invocation)
+    atomic_write_json(history, path)
+    return history
 
 
 def _rel(path: Path) -> str:
@@ -211,6 +222,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--curve-prompts", type=int, default=48, help="held-out prompts scored at each checkpoint")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--threads", type=int, default=1, help="torch threads per worker")
+    ap.add_argument("--budget-minutes", type=float, default=135,
+                    help="start no job after this many minutes (running ones finish; rerun to continue; 0: no limit)")
     ap.add_argument("--runs", default=str(ROOT / "runs" / "alignment"), help="where the runs go (not committed)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "alignment"), help="tables and figures")
     ap.add_argument("--results", default=None, help="the markdown report (default: <out>/../RESULTS.md)")
@@ -227,7 +240,10 @@ def main(argv: list[str] | None = None) -> Path:
 
     if args.report_only:
         return report(Path(args.out), png=not args.no_png, results=args.results)
-    return study(args)
+    try:
+        return study(args)
+    except BudgetSpentError as err:
+        ap.exit(3, f"stopped: {err}\n")
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -98,24 +98,49 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None) -> list[Job]:
+class BudgetSpentError(RuntimeError):
+    """The invocation's time budget ran out before every job started; rerunning resumes."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__(f"time budget spent with {done} of {total} jobs done; run the same command again to continue "
+                         "(finished runs and scored tables are kept)")
+        self.done, self.total = done, total
+
+
+def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
+             deadline: float | None = None) -> list[Job]:
     """Run ``jobs`` in ``workers`` processes of ``threads`` torch threads (1 worker: in this process);
-    ``log(job, done, total)`` after each. Returns the jobs with their results, in input order."""
+    ``log(job, done, total)`` after each. Returns the jobs with their results, in input order.
+    ``deadline`` (a ``time.time()``): no job starts after it; the jobs running then finish (each
+    is one run, minutes long), and BudgetSpentError is raised if any job was left unstarted."""
     done: dict[int, Job] = {}
+    late = (lambda: False) if deadline is None else (lambda: time.time() >= deadline)
     if workers <= 1 or len(jobs) <= 1:
         _init_worker(threads)
         for i, job in enumerate(jobs):
+            if late():
+                break
             done[i] = run_job(job)
             if log:
                 log(done[i], len(done), len(jobs))
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            futures = {pool.submit(run_job, job): i for i, job in enumerate(jobs)}
-            for future in as_completed(futures):
-                done[futures[future]] = future.result()
-                if log:
-                    log(done[futures[future]], len(done), len(jobs))
+            queue, running = list(enumerate(jobs)), {}
+            while queue or running:
+                while queue and len(running) < workers and not late():  # start jobs only as workers free up
+                    i, job = queue.pop(0)
+                    running[pool.submit(run_job, job)] = i
+                if not running:
+                    break
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    i = running.pop(future)
+                    done[i] = future.result()
+                    if log:
+                        log(done[i], len(done), len(jobs))
+    if len(done) < len(jobs):
+        raise BudgetSpentError(len(done), len(jobs))
     return [done[i] for i in range(len(jobs))]
 
 

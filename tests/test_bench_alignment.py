@@ -64,15 +64,44 @@ def test_choice_and_grid_edges():
                                                                                                 ("lr", "low")]
 
 
+def test_no_job_starts_after_the_deadline(monkeypatch):
+    import time
+
+    from bench import jobs
+
+    started = []
+
+    def fake_run(job):
+        started.append(job.name)
+        time.sleep(0.3)
+        return job
+
+    monkeypatch.setattr(jobs, "run_job", fake_run)
+    three = [jobs.Job(f"j{i}", None, []) for i in range(3)]
+    assert [j.name for j in jobs.run_jobs(three, workers=1)] == ["j0", "j1", "j2"]  # no deadline: all run
+    started.clear()
+    with pytest.raises(jobs.BudgetSpentError, match="1 of 3 jobs done; run the same command again") as err:
+        jobs.run_jobs(three, workers=1, deadline=time.time() + 0.2)
+    assert started == ["j0"] and (err.value.done, err.value.total) == (1, 3)
+
+
 @pytest.mark.slow
 def test_the_study_writes_its_report(tmp_path):
+    import json
+
     from bench.alignment import main
 
-    results = main(["--variants", "dpo", "dde", "window", "--seeds", "2", "--max-steps", "2", "--every", "1",
-                    "--prompts", "3", "--tune-prompts", "2", "--curve-prompts", "2", "--betas", "500", "1000",
-                    "--lrs", "3e-4", "--widen", "0", "--eval-seeds", "1", "--sample-steps", "2", "--workers", "2",
-                    "--no-png", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")])
+    small = ["--variants", "dpo", "dde", "window", "--seeds", "2", "--max-steps", "2", "--every", "1",
+             "--prompts", "3", "--tune-prompts", "2", "--curve-prompts", "2", "--betas", "500", "1000",
+             "--lrs", "3e-4", "--widen", "0", "--eval-seeds", "1", "--sample-steps", "2", "--workers", "2",
+             "--no-png", "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / "out")]
+    with pytest.raises(SystemExit) as stop:  # a budget spent before the first job: nothing runs, status 3
+        main(small + ["--budget-minutes", "1e-9"])
+    assert stop.value.code == 3 and not (tmp_path / "runs" / "tune").exists()
+    results = main(small)
     text = results.read_text()
+    invocations = json.loads((tmp_path / "out" / "invocations.json").read_text())
+    assert len(invocations) == 2 and "stopped" in invocations[0] and "trained" in invocations[1]
     assert results == tmp_path / "RESULTS.md"
     assert "python -m bench.alignment --variants dpo dde window" in text
     summary = pd.read_csv(tmp_path / "out" / "summary.csv")
