@@ -310,21 +310,21 @@ class Runtime:
         t0 = time.time()
 
         def work(task: Task) -> CompareResult:
-            out, strips, x0 = [], [], []
-            for k, spec in enumerate(specs):
-                backend = self.models.get(spec)
-                clean = backend.validate_prompt(prompt)
+            backends = [self.models.get(spec) for spec in specs]
+            clean = [b.validate_prompt(prompt) for b in backends][0]
+            done = [0] * len(specs)
 
-                def cb(i, total, k=k):
-                    task.check()
-                    if progress:
-                        progress((k + i / total) / len(specs), f"{labels[k]}: step {i}/{total}")
+            def cb(k, i, total):
+                task.check()
+                done[k] = i
+                if progress:
+                    progress(sum(done) / (total * len(specs)), f"step {min(done)}/{total} of every model")
 
-                result = backend.sample([clean] * n, seed=seed, steps=steps, guidance=guidance,
-                                        negative_prompt=negative or "", return_x0=True, callback=cb)
-                out.append(result.images)
-                strips.append(_x0_strip(backend, result))
-                x0.append(result)
+            results = sample_side_by_side(backends, [clean] * n, cb, seed=seed, steps=steps, guidance=guidance,
+                                          negative_prompt=negative or "", return_x0=True)
+            out = [r.images for r in results]
+            strips = [_x0_strip(b, r) for b, r in zip(backends, results)]
+            x0 = results
             scores = self._score_table(out, labels, clean, seed)
             return CompareResult(labels, [str(t) for t in texts], [to_pil(im) for im in out], scores, strips,
                                  _divergence(x0, labels),
@@ -423,6 +423,28 @@ class Runtime:
         spec = self.spec(text)
         return self.lane.run("images", lambda: to_pil(self.models.get(spec).sample(prompts, seeds=seeds, steps=steps)
                                                       .images, size=128), cost=len(prompts) * steps)
+
+
+def sample_side_by_side(backends: list, prompts: list[str], callback: Callable[[int, int, int], None],
+                        **kwargs) -> list:
+    """``backend.sample(prompts, **kwargs)`` for every backend, the same noise for all. On the CPU the
+    models run at once, one thread each with an equal share of torch's threads: a small UNet's
+    operators do not fill two cores, so two models side by side take about the time of one
+    (``python -m bench.app_latency``); on an accelerator they run one after another.
+    ``callback(k, step, steps)`` after each step of model k; it may raise to cancel every model."""
+    def one(k: int, threads: int | None):
+        if threads:
+            torch.set_num_threads(threads)  # this thread's share (OpenMP's setting is per thread)
+        return backends[k].sample(prompts, callback=lambda i, total: callback(k, i, total), **kwargs)
+
+    if len(backends) == 1 or any(b.device.type != "cpu" for b in backends):
+        return [one(k, None) for k in range(len(backends))]
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // len(backends))
+    with ThreadPoolExecutor(len(backends), thread_name_prefix="sample") as pool:
+        futures = [pool.submit(one, k, threads) for k in range(len(backends))]
+        return [f.result() for f in futures]
 
 
 def _x0_strip(backend, result) -> Image.Image:

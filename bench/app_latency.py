@@ -57,14 +57,14 @@ def main(argv: list[str] | None = None) -> dict:
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
         time.sleep(args.page_wait)
-        two = ["base", "dde"]
+        two, g = ["base", "dde"], runtime.default_guidance  # the Compare tab's default scale
         t1 = time.time()
-        client.predict(PROMPT, "", 0, 25, 2.0, 4, two, api_name="/compare")
+        client.predict(PROMPT, "", 0, 25, g, 4, two, api_name="/compare")
         first = time.time() - t1
-        warm, _ = median_seconds(lambda: client.predict(PROMPT, "", 0, 25, 2.0, 4, two, api_name="/compare"),
+        warm, _ = median_seconds(lambda: client.predict(PROMPT, "", 0, 25, g, 4, two, api_name="/compare"),
                                  args.repeats, warmup=0)
         three = [m for m in ("base", "dpo", "dde") if m in dict((v, k) for k, v in runtime.model_choices())]
-        warm3, _ = median_seconds(lambda: client.predict(PROMPT, "", 0, 25, 2.0, 4, three, api_name="/compare"),
+        warm3, _ = median_seconds(lambda: client.predict(PROMPT, "", 0, 25, g, 4, three, api_name="/compare"),
                                   args.repeats)
         http_credit, _ = median_seconds(lambda: client.predict(DEFAULT_VARIANTS, preset, 1000, False, False, "",
                                                                api_name="/credit_plot"), 10)
@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> dict:
         demo.close()
     credit, _ = median_seconds(lambda: credit_plot(DEFAULT_VARIANTS, preset, 1000, False, False), 20)
     print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (the app's default: PASSIVE)")
+    print(f"compare requests: {PROMPT!r}, seed 0, guidance {g:g} (the model's default), every model sampled "
+          "side by side (app.runtime.sample_side_by_side)")
     print(f"page served after launch:                                 {served:.2f} s")
     print(f"first compare after launch ({args.page_wait:g} s after the page), 4 x 2 x 25: "
           f"{verdict(first, args.compare_target)}")

@@ -158,6 +158,34 @@ def test_compare_pairs_models_on_the_same_noise(rt):
     assert set(means) == {"base", "dde"} and 0 <= means["dde"]["judge"] <= 1
 
 
+def test_side_by_side_sampling_matches_each_model_alone_and_cancels_every_model(rt):
+    import numpy as np
+    import torch
+
+    from app.runtime import sample_side_by_side
+
+    backends = [rt.models.get(rt.spec(m)) for m in ("base", "dde")]
+    steps_seen = {0: [], 1: []}
+    together = sample_side_by_side(backends, [PROMPT] * 2, lambda k, i, n: steps_seen[k].append(i), seed=3,
+                                   steps=4, return_x0=True)
+    for backend, result in zip(backends, together):  # the same images as each model sampled on its own
+        alone = backend.sample([PROMPT] * 2, seed=3, steps=4)
+        np.testing.assert_allclose(result.images.numpy(), alone.images.numpy(), atol=1e-4)
+        assert len(result.x0_latents) == 4
+    assert steps_seen == {0: [1, 2, 3, 4], 1: [1, 2, 3, 4]}
+    assert not torch.equal(together[0].images, together[1].images)
+    calls = []
+
+    def stop(k, i, n):
+        calls.append((k, i))
+        if i == 2:
+            raise Cancelled("stopped")
+
+    with pytest.raises(Cancelled):
+        sample_side_by_side(backends, [PROMPT], stop, seed=0, steps=10)
+    assert max(i for _, i in calls) == 2 and {k for k, _ in calls} == {0, 1}  # both models stopped at step 2
+
+
 @pytest.mark.parametrize("args, message", [
     (("", "", 0, 5, 2.0, 1), "prompt is empty"),
     (("x" * 2000, "", 0, 5, 2.0, 1), "limit is 1000"),
