@@ -115,3 +115,27 @@ def test_pair_generator_resumes_without_repeating_or_duplicating(tiny_backend, t
     assert "independent" in sidecar["pairing"] and sidecar["pairs"] == 10
     with pytest.raises(SystemExit):  # a resume with other settings would mix two pair sets
         make_pairs.main([*common, "--steps", "3", "--out", str(tmp_path / "c.parquet"), "--work", str(tmp_path / "w")])
+
+
+def test_pair_attributes_reads_contrast_on_renders_with_a_known_answer():
+    from dataclasses import replace
+
+    from bench.pair_attributes import contrast_table, judge_pairs
+    from dde.toy.world import parse_caption, render
+
+    caption = "a big red square on the left on a black background"
+    scene = parse_caption(caption)
+    right, circle = render(scene), render(replace(scene, shape="circle"))
+    rows = [  # pair 0 contrasts the shape, the preferred image right; pairs 1-2 do not contrast it
+        {"caption": caption, "jpg_0": png_bytes(circle), "jpg_1": png_bytes(right), "label_0": 0.0},
+        {"caption": caption, "jpg_0": png_bytes(right), "jpg_1": png_bytes(right), "label_0": 1.0},
+        {"caption": caption, "jpg_0": png_bytes(circle), "jpg_1": png_bytes(circle), "label_0": 1.0},
+    ]
+    images = judge_pairs(pd.DataFrame(rows))
+    assert images.drawn_shape.tolist() == ["circle", "square", "square", "square", "circle", "circle"]
+    table = contrast_table(images).set_index("attribute")
+    assert table.loc["shape", "right"] == pytest.approx(0.5)
+    assert table.loc["shape", "pairs_differing"] == pytest.approx(1 / 3)
+    assert table.loc["shape", "preferred_right_where_differing"] == 1.0
+    assert table.loc["colour", "right"] == 1.0 and table.loc["colour", "pairs_differing"] == 0.0
+    assert np.isnan(table.loc["colour", "preferred_right_where_differing"])
