@@ -44,18 +44,21 @@ def _config(variant: str, **overrides) -> dict:
     return replace(load_config(ROOT / "configs" / f"toy-{variant}.yaml"), **overrides).to_dict()
 
 
-def tune(args, runs: Path, log) -> pd.DataFrame:
-    """Every (variant, beta, lr) of the grid, every checkpoint scored on training-split prompts."""
+def tune(args, runs: Path, log) -> tuple[pd.DataFrame, float]:
+    """Every (variant, beta, lr) of the grid, every checkpoint scored on training-split prompts; and
+    the base model's mean score on the same prompts and noise (step 0 of every run)."""
     prompts = training_prompts_spread(args.tune_prompts)
     steps = list(range(args.every, args.max_steps + 1, args.every))
-    jobs = []
+    jobs = [Job("base", None, [Scoring("tune", prompts, [None], seeds=1, sample_steps=args.sample_steps, seed=20_000)],
+                out=str(runs / "tune" / "base"))]
     for variant, beta, lr in itertools.product(VARIANTS, args.betas, args.lrs):
         name = f"{variant}-b{beta:g}-lr{lr:g}-s{TUNE_SEED}"
         cfg = _config(variant, beta=beta, lr=lr, seed=TUNE_SEED, steps=args.max_steps, checkpoint_every=args.every,
                       keep_checkpoints_every=args.every, judge_prompts=0, output_dir=str(runs / "tune" / name))
         jobs.append(Job(name, cfg, [Scoring("tune", prompts, steps, seeds=1, sample_steps=args.sample_steps,
                                             seed=20_000)]))
-    return grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log))
+    done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log)
+    return grid_scores(done[1:]), float(done[0].result["tables"]["tune"].score.mean())
 
 
 def write_preset(variant: str, chosen: dict, command: str) -> Path:
@@ -161,6 +164,9 @@ def _card_markdown(variant: str, card: dict, summary: pd.DataFrame, grid: pd.Dat
     down = [f"{a} {100 * d:+.1f} points" for a, d in delta.items() if d < 0]
     tuning = grid[grid.variant == variant].pivot_table(index=["beta", "lr"], columns="step", values="score")
     tuning.columns = [f"step {c}" for c in tuning.columns]
+    tuning.insert(0, "step 0 (base)", card["base_tune_score"])
+    tuning = tuning.reset_index()
+    tuning["beta"], tuning["lr"] = tuning.beta.map("{:g}".format), tuning.lr.map("{:g}".format)
     checks = card["targets"][variant]
     met = "; ".join(f"{k}: {'met' if v else 'MISSED'}" for k, v in checks.items() if isinstance(v, bool))
     return f"""# Toy {name}-tuned LoRA
@@ -171,7 +177,8 @@ shipped preference pairs (`assets/toy-pairs.parquet`) with the preset `configs/t
 logs are in `run/`. The alignment study comparing every variant with more seeds is
 [docs/RESULTS.md](../../docs/RESULTS.md).
 
-- Made by `{card['command']}` on {card['date']} ({card['machine']}); stage times: {card['minutes']}.
+- Made by `{card['command']}` on {card['date']} ({card['machine']});
+  stage times summed over its invocations (minutes): {card['minutes']}.
 - Settings (chosen on training-split prompts only): variant {variant}, beta {chosen['beta']:g},
   learning rate {chosen['lr']:g}, {chosen['steps']} steps of {card['batch_pairs']} pairs, LoRA rank
   {card['lora_rank']}; training time of the shipped seed {card['train_minutes'][variant]:.1f} min.
@@ -197,9 +204,10 @@ attribute, {checks['weakest']}, up by >= 10 points; here {100 * checks['lift']:+
 
 ## Tuning (training seed {TUNE_SEED}, {card['tune_prompts']} training-split prompts, 1 image each)
 
-Mean judge score at each checkpoint for each beta and learning rate:
+Mean judge score at each checkpoint for each beta and learning rate (step 0: the base model on the same
+prompts and noise):
 
-{markdown_table(tuning.reset_index())}
+{markdown_table(tuning)}
 """
 
 
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"[{time.time() - t_start:6.0f} s] {i}/{n} {job.name}: {job.result['seconds']:.0f} s", flush=True)
 
     t0 = time.time()
-    grid = tune(args, runs, log)
+    grid, base_tune = tune(args, runs, log)
     chosen = choose(grid)
     for variant, c in chosen.items():
         write_preset(variant, c, command)
@@ -238,16 +246,31 @@ def main(argv: list[str] | None = None) -> None:
     images, done = train_and_evaluate(args, runs, log)
     minutes["train and evaluate"] = round((time.time() - t0) / 60, 1)
     summary = summarise(images)
+    minutes = _add_minutes(runs / "minutes.json", minutes)
     cfg = load_config(ROOT / "configs" / "toy-dde.yaml")
     meta = {"command": command, "date": time.strftime("%F %T %Z"), "machine": machine_line(args.workers, args.threads),
             "minutes": minutes, "chosen": chosen, "targets": targets(summary), "seeds": args.seeds,
             "eval_seeds": args.eval_seeds, "held_out_prompts": len(held_out_prompts()),
-            "tune_prompts": args.tune_prompts, "batch_pairs": cfg.batch_pairs, "lora_rank": cfg.lora_rank,
+            "tune_prompts": args.tune_prompts, "base_tune_score": base_tune, "batch_pairs": cfg.batch_pairs,
+            "lora_rank": cfg.lora_rank,
             "train_minutes": {j.config["variant"]: RunDir(j.config["output_dir"]).status()["seconds"] / 60
                               for j in done if j.config is not None and j.config["seed"] == 0}}
     for variant in VARIANTS:
         ship(variant, runs / "final" / f"{variant}-s0", meta, summary, grid)
     print(summary.to_string(index=False))
+
+
+def _add_minutes(path: Path, minutes: dict) -> dict:
+    """Stage times summed over every invocation into the same runs folder (a resumed invocation
+    only adds what it redid)."""
+    import json
+
+    from dde.io import atomic_write_json
+
+    saved = json.loads(path.read_text()) if path.is_file() else {}
+    total = {k: round(saved.get(k, 0.0) + v, 1) for k, v in minutes.items()}
+    atomic_write_json(total, path)
+    return total
 
 
 if __name__ == "__main__":
