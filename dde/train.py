@@ -47,8 +47,8 @@ from dde.io import (
 from dde.losses import per_sample_error, preference_loss, sft_loss, split_pairs
 from dde.run import CALIBRATION, CONFIG, LORA, OPTIMIZER, STATE, UNET, RunDir
 from dde.timesteps import ImportanceSampler, StratifiedSampler, UniformSampler, pair_timesteps
+from dde.toy import ASSETS
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets"
 DEFAULT_PAIRS = ASSETS / "toy-pairs.parquet"
 # settings that only change how a run is watched or kept, so a resume may change them
 RESUME_MAY_CHANGE = ("checkpoint_every", "keep_checkpoints_every", "judge_prompts", "log_every", "max_skipped_steps")

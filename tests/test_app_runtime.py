@@ -275,3 +275,22 @@ def test_bad_fine_tune_settings_are_refused_before_anything_runs(rt):
         with pytest.raises(ValueError, match=message):
             settings_from_form(*form)
     assert set(rt.finetunes.jobs) == before
+
+
+def test_the_page_is_built_before_the_model_libraries_load():
+    """The app serves its page, then loads models in the lane: building it must not import diffusers
+    (seconds of imports on a small machine)."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = ("import sys, tempfile; from app.main import build_app; from app.runtime import Runtime; "
+            "rt = Runtime(out=tempfile.mkdtemp()); build_app(rt); "
+            "print(sorted(m for m in ('diffusers', 'transformers', 'peft') if m in sys.modules), rt.default_guidance)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=root,
+                         env={**os.environ, "GRADIO_ANALYTICS_ENABLED": "False"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    guidance = json.loads((root / "assets" / "toy-base" / "model.json").read_text())["default_guidance"]
+    assert out.stdout.split() == ["[]", str(float(guidance))]

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from dde.backends.spec import SHIPPED, load_model
-from dde.backends.toy import ASSETS, ToyBackend
+from dde.backends.toy import ToyBackend
 from dde.data import read_pairs, winner_loser
 from dde.images import to_uint8
+from dde.toy import ASSETS
 from dde.toy.judge import ATTRIBUTES, judge
 
 PROMPT = "a big red circle on the left on a black background"

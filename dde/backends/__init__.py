@@ -27,15 +27,15 @@ def default_guidance(kind: str, path: str | None = None) -> float:
     import json
     from pathlib import Path
 
-    if kind == "toy":
-        from dde.backends.toy import DEFAULT_BASE, ToyBackend
+    if kind == "toy":  # read from model.json: no model library is imported (the app serves its page first)
+        from dde.toy import DEFAULT_BASE, FALLBACK_GUIDANCE
 
         meta = Path(path or DEFAULT_BASE) / "model.json"
         try:
             value = json.loads(meta.read_text()).get("default_guidance")
         except (OSError, ValueError):
             value = None
-        return float(value) if value is not None else ToyBackend.default_guidance
+        return float(value) if value is not None else FALLBACK_GUIDANCE
     if kind in ("sd", "sdxl"):
         from dde.backends.sd import SDBackend, SDXLBackend
 

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dde.run import LORA, WEIGHT_FILES, RunDir
+from dde.toy import ASSETS
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SHIPPED = {"dde": ASSETS / "toy-dde" / LORA, "dpo": ASSETS / "toy-dpo" / LORA}
 ALIASES = {"tuned": "dde"}
 BACKENDS = ("toy", "sd", "sdxl")

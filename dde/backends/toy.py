@@ -7,18 +7,17 @@ from pathlib import Path
 import torch
 
 from dde.backends.base import Backend
+from dde.toy import DEFAULT_BASE, FALLBACK_GUIDANCE
 from dde.toy.model import SCHEDULER_CONFIG, load_model_dir, unet_input
 
-ASSETS = Path(__file__).resolve().parents[2] / "assets"
-DEFAULT_BASE = ASSETS / "toy-base"
+__all__ = ["DEFAULT_BASE", "ToyBackend"]  # DEFAULT_BASE is re-exported for callers that load models
 
 
 class ToyBackend(Backend):
     name = "toy"
     # attention and the ResNet convolutions: the toy UNet attends only at 8x8
     lora_target_modules = ("to_q", "to_k", "to_v", "to_out.0", "proj_in", "proj_out", "conv1", "conv2")
-    # used when a model directory records none; make_base stores the scale it chose on training scenes
-    default_guidance = 2.0
+    default_guidance = FALLBACK_GUIDANCE  # unless the model directory records its own
 
     def __init__(self, unet, text_encoder, tokenizer, *, scheduler_config: dict | None = None,
                  model_path: str | Path | None = None, device: str = "cpu") -> None:
