@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from dde.toy import ASSETS
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -14,7 +16,7 @@ class Paths:
 
     def __init__(self, out: Path, allow: list[str] | None = None) -> None:
         self.out = Path(out).resolve()
-        self.roots: dict[str, Path] = {"out": self.out, "assets": ROOT / "assets", "runs": ROOT / "runs"}
+        self.roots: dict[str, Path] = {"out": self.out, "assets": ASSETS, "runs": ROOT / "runs"}
         for k, folder in enumerate(allow or []):
             self.roots[f"allowed-{k + 1}"] = Path(folder).resolve()
 

@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from app.paths import ROOT
-
 
 def _png(image) -> str:
     buffer = io.BytesIO()
@@ -33,7 +31,9 @@ def model_facts(rt, spec_text: str) -> list[str]:
 
     lines = []
     if spec_text == "base" and rt.kind == "toy":
-        meta = json.loads((ROOT / "assets" / "toy-base" / "model.json").read_text()) if rt.model_path is None else {}
+        from dde.toy import DEFAULT_BASE
+
+        meta = json.loads((DEFAULT_BASE / "model.json").read_text()) if rt.model_path is None else {}
         card = meta.get("card")
         if card:
             ev = card["held_out_eval"]

@@ -193,8 +193,11 @@ def _record(out: Path, invocation: dict) -> list[dict]:
     """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all."""
     from dde.io import atomic_write_json
 
-    path = out / "invocations.json"
-    history = json.loads(path.read_text()) if path.is_file() else []
+    path, study = out / "invocations.json", out / "study.json"
+    if path.is_file():
+        history = json.loads(path.read_text())
+    else:  # invocations recorded before this file existed lived in study.json
+        history = json.loads(study.read_text()).get("history", []) if study.is_file() else []
     history.append(invocation)
     atomic_write_json(history, path)
     return history

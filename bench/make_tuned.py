@@ -136,8 +136,9 @@ def ship(variant: str, run: Path, meta: dict, summary: pd.DataFrame, grid: pd.Da
     """assets/toy-<variant>/: the LoRA, its config, its run's logs, card.json and MODEL_CARD.md."""
     from dde.io import atomic_write_json, atomic_write_text
     from dde.run import CONFIG, LORA, RunDir
+    from dde.toy import ASSETS
 
-    out = ROOT / "assets" / f"toy-{variant}"
+    out = ASSETS / f"toy-{variant}"
     out.mkdir(parents=True, exist_ok=True)
     source = RunDir(run)
     shutil.copyfile(source.weights(), out / LORA)
@@ -230,7 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     from dde.config import load_config
     from dde.run import RunDir
 
-    runs, t_start, minutes = Path(args.runs), time.time(), {}
+    runs, t_start = Path(args.runs), time.time()
     command = "python -m bench.make_tuned " + shlex.join(argv if argv is not None else sys.argv[1:])
 
     def log(job, i, n):
@@ -241,12 +242,11 @@ def main(argv: list[str] | None = None) -> None:
     chosen = choose(grid)
     for variant, c in chosen.items():
         write_preset(variant, c, command)
-    minutes["tune"] = round((time.time() - t0) / 60, 1)
+    _add_minutes(runs / "minutes.json", {"tune": (time.time() - t0) / 60})  # kept if a later stage is interrupted
     t0 = time.time()
     images, done = train_and_evaluate(args, runs, log)
-    minutes["train and evaluate"] = round((time.time() - t0) / 60, 1)
+    minutes = _add_minutes(runs / "minutes.json", {"train and evaluate": (time.time() - t0) / 60})
     summary = summarise(images)
-    minutes = _add_minutes(runs / "minutes.json", minutes)
     cfg = load_config(ROOT / "configs" / "toy-dde.yaml")
     meta = {"command": command, "date": time.strftime("%F %T %Z"), "machine": machine_line(args.workers, args.threads),
             "minutes": minutes, "chosen": chosen, "targets": targets(summary), "seeds": args.seeds,
@@ -267,8 +267,9 @@ def _add_minutes(path: Path, minutes: dict) -> dict:
 
     from dde.io import atomic_write_json
 
-    saved = json.loads(path.read_text()) if path.is_file() else {}
-    total = {k: round(saved.get(k, 0.0) + v, 1) for k, v in minutes.items()}
+    total = json.loads(path.read_text()) if path.is_file() else {}
+    for k, v in minutes.items():
+        total[k] = round(total.get(k, 0.0) + v, 1)
     atomic_write_json(total, path)
     return total
 

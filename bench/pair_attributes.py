@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--limit", type=int, default=None, help="only the first N pairs")
     args = ap.parse_args(argv)
     frame = pd.read_parquet(args.pairs, columns=["caption", "jpg_0", "jpg_1", "label_0"])
+    frame = frame[frame.label_0.isin([0.0, 1.0])]  # a tie (0.5) prefers neither image
     if args.limit:
         frame = frame.head(args.limit)
     images = judge_pairs(frame)
@@ -75,9 +76,9 @@ def main(argv: list[str] | None = None) -> dict:
                             normalize="index")
     print("\nasked shape -> drawn shape (share of images):")
     print(confusion.round(2).to_string())
-    fill = images.loc[asked == "square", "fill"]
+    fill = images.loc[asked == "square", "fill"].dropna()  # no fill: the judge found no shape
     quantiles = fill.quantile([0.1, 0.5, 0.9, 0.97])
-    print(f"\nfill ratio of images asked for a square ({fill.notna().sum()}): "
+    print(f"\nfill ratio of images asked for a square ({len(fill)} with a shape): "
           + ", ".join(f"q{int(100 * q)} {v:.3f}" for q, v in quantiles.items())
           + f"; above 0.92 (called a square): {(fill > 0.92).mean():.1%}")
     return {"table": table, "per_caption": per_caption, "confusion": confusion, "square_fill": fill}

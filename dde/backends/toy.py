@@ -10,7 +10,7 @@ from dde.backends.base import Backend
 from dde.toy import DEFAULT_BASE, FALLBACK_GUIDANCE
 from dde.toy.model import SCHEDULER_CONFIG, load_model_dir, unet_input
 
-__all__ = ["DEFAULT_BASE", "ToyBackend"]  # DEFAULT_BASE is re-exported for callers that load models
+__all__ = ["DEFAULT_BASE", "ToyBackend"]
 
 
 class ToyBackend(Backend):
