@@ -28,6 +28,7 @@ from PIL import Image
 
 from app.lane import Lane, Task
 from app.paths import ROOT, Paths
+from dde.backends.parallel import sample_side_by_side
 from dde.config import TrainConfig, from_dict
 from dde.images import to_uint8
 from dde.limits import APP, number
@@ -311,7 +312,7 @@ class Runtime:
 
         def work(task: Task) -> CompareResult:
             backends = [self.models.get(spec) for spec in specs]
-            clean = [b.validate_prompt(prompt) for b in backends][0]
+            clean = backends[0].validate_prompt(prompt)  # every backend's sample() validates it again
             done = [0] * len(specs)
 
             def cb(k, i, total):
@@ -324,10 +325,9 @@ class Runtime:
                                           negative_prompt=negative or "", return_x0=True)
             out = [r.images for r in results]
             strips = [_x0_strip(b, r) for b, r in zip(backends, results)]
-            x0 = results
             scores = self._score_table(out, labels, clean, seed)
             return CompareResult(labels, [str(t) for t in texts], [to_pil(im) for im in out], scores, strips,
-                                 _divergence(x0, labels),
+                                 _divergence(results, labels),
                                  {"prompt": clean, "negative": negative or "", "seed": seed, "steps": steps,
                                   "guidance": guidance, "images": n, "models": dict(zip(labels, texts))},
                                  time.time() - t0)
@@ -423,57 +423,6 @@ class Runtime:
         spec = self.spec(text)
         return self.lane.run("images", lambda: to_pil(self.models.get(spec).sample(prompts, seeds=seeds, steps=steps)
                                                       .images, size=128), cost=len(prompts) * steps)
-
-
-class _StoppedByAnotherModelError(Exception):
-    """Raised inside one model's sampling when another model of the same Compare failed or was stopped."""
-
-
-def _threads_are_per_caller() -> bool:
-    """torch.set_num_threads sets only the calling thread's share when torch runs on OpenMP."""
-    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
-
-
-def sample_side_by_side(backends: list, prompts: list[str], callback: Callable[[int, int, int], None],
-                        **kwargs) -> list:
-    """``backend.sample(prompts, **kwargs)`` for every backend, the same noise for all. On the CPU the
-    models run at once, one thread each with an equal share of torch's threads: a small UNet's
-    operators do not fill two cores, so two models side by side take about the time of one
-    (``python -m bench.app_latency``); on an accelerator, or where torch's thread count is not per
-    thread, they run one after another. ``callback(k, step, steps)`` after each step of model k; if
-    it raises (a cancelled task) or a model fails, every model stops at its next step and the first
-    error is raised."""
-    stop, errors, lock = threading.Event(), [], threading.Lock()
-
-    def one(k: int, threads: int | None):
-        if threads:
-            torch.set_num_threads(threads)  # this thread's share (OpenMP's setting is per thread)
-
-        def step(i, total):
-            if stop.is_set():
-                raise _StoppedByAnotherModelError
-            callback(k, i, total)
-
-        try:
-            return backends[k].sample(prompts, callback=step, **kwargs)
-        except BaseException as err:
-            if not isinstance(err, _StoppedByAnotherModelError):
-                with lock:
-                    errors.append(err)
-            stop.set()
-            raise
-
-    if len(backends) == 1 or any(b.device.type != "cpu" for b in backends) or not _threads_are_per_caller():
-        return [one(k, None) for k in range(len(backends))]
-    from concurrent.futures import ThreadPoolExecutor, wait
-
-    threads = max(1, torch.get_num_threads() // len(backends))
-    with ThreadPoolExecutor(len(backends), thread_name_prefix="sample") as pool:
-        futures = [pool.submit(one, k, threads) for k in range(len(backends))]
-        wait(futures)
-    if errors:
-        raise errors[0]  # the first failure, not another model's stop
-    return [f.result() for f in futures]
 
 
 def _x0_strip(backend, result) -> Image.Image:

@@ -38,7 +38,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.jobs import ROOT, BudgetSpentError, Job, Scoring, choose, grid_scores, machine_line, run_jobs  # noqa: F401 (choose is re-exported)
+from bench.jobs import (  # noqa: F401 (choose is re-exported)
+    ROOT,
+    BudgetSpentError,
+    Job,
+    Scoring,
+    choose,
+    grid_scores,
+    machine_line,
+    preset,
+    run_jobs,
+    run_name,
+    tuning_jobs,
+)
 from dde import credit
 from dde.toy.report import held_out_prompts, training_prompts_spread
 
@@ -46,21 +58,14 @@ TUNED = ("dpo", "dde", "dde-closed")  # each tuned on the same grid; every other
 VARIANTS = tuple(credit.variant_names())
 ABLATIONS = tuple(v for v in VARIANTS if v not in TUNED)
 CURVE_VARIANTS = TUNED
-TUNE_SEED = 1000
 BETAS = (250.0, 1000.0, 4000.0)
 LRS = (1e-4, 3e-4, 1e-3)
 WIDEN_FACTOR = {"beta": 4.0, "lr": 3.0}
 
 
 def _config(variant: str, **overrides) -> dict:
-    """configs/toy-<variant>.yaml (the shared toy preset) with the study's overrides."""
-    from dde.config import load_config, replace
-
-    return replace(load_config(ROOT / "configs" / f"toy-{variant}.yaml"), judge_prompts=0, **overrides).to_dict()
-
-
-def _name(variant: str, beta: float, lr: float, seed: int) -> str:
-    return f"{variant}-b{beta:g}-lr{lr:g}-s{seed}"
+    """The variant's preset with the study's overrides (no judge probe: the study scores its own prompts)."""
+    return preset(variant, judge_prompts=0, **overrides)
 
 
 # ----- 1. tuning --------------------------------------------------------------------------------
@@ -70,13 +75,9 @@ def tune(args, runs: Path, log) -> tuple[pd.DataFrame, dict]:
     betas, lrs = sorted(args.betas), sorted(args.lrs)
     prompts = training_prompts_spread(args.tune_prompts)
     steps = list(range(args.every, args.max_steps + 1, args.every))
-    scoring = Scoring("tune", prompts, steps, seeds=1, sample_steps=args.sample_steps, seed=20_000)
     for widening in range(args.widen + 1):
-        jobs = [Job(_name(v, b, lr, TUNE_SEED),
-                    _config(v, beta=b, lr=lr, seed=TUNE_SEED, steps=args.max_steps, checkpoint_every=args.every,
-                            keep_checkpoints_every=args.every,
-                            output_dir=str(runs / "tune" / _name(v, b, lr, TUNE_SEED))),
-                    [scoring]) for v, b, lr in itertools.product(TUNED, betas, lrs)]
+        jobs = tuning_jobs(TUNED, betas, lrs, prompts, every=args.every, max_steps=args.max_steps,
+                           sample_steps=args.sample_steps, folder=runs / "tune")
         grid = grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log, deadline=args.deadline))
         chosen = choose(grid)
         edges = grid_edges(chosen, betas, lrs)
@@ -120,7 +121,7 @@ def main_stage(args, runs: Path, chosen: dict, log) -> tuple[pd.DataFrame, pd.Da
                         seeds=args.eval_seeds, sample_steps=25, seed=0)
         scorings = [final] + ([Scoring("curve", held[:args.curve_prompts], curve_steps, seeds=1, sample_steps=25,
                                        seed=0)] if curve else [])
-        name = _name(variant, c["beta"], c["lr"], seed)
+        name = run_name(variant, c["beta"], c["lr"], seed)
         cfg = _config(variant, beta=c["beta"], lr=c["lr"], seed=seed, steps=total,
                       checkpoint_every=args.every if curve else total,
                       keep_checkpoints_every=args.every if curve else 0, output_dir=str(runs / "main" / name))

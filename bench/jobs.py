@@ -44,6 +44,40 @@ class Job:
     result: dict = field(default_factory=dict)
 
 
+TUNE_SEED = 1000  # the training seed of every tuning run (never used for a shipped or main-stage model)
+TUNE_NOISE = 20_000  # the sampling seed of the tuning prompts' images
+
+
+def preset(variant: str, **overrides) -> dict:
+    """configs/toy-<variant>.yaml (the shared toy preset) with ``overrides``, as a TrainConfig dict."""
+    from dde.config import load_config, replace
+
+    return replace(load_config(ROOT / "configs" / f"toy-{variant}.yaml"), **overrides).to_dict()
+
+
+def run_name(variant: str, beta: float, lr: float, seed: int) -> str:
+    return f"{variant}-b{beta:g}-lr{lr:g}-s{seed}"
+
+
+def tuning_jobs(variants, betas, lrs, prompts: list[str], *, every: int, max_steps: int, sample_steps: int,
+                folder: Path) -> list[Job]:
+    """One tuning run per (variant, beta, lr) under ``folder`` (seed TUNE_SEED), each checkpoint every
+    ``every`` steps scored on ``prompts``; first, the base model on the same prompts and noise (its
+    scores are every run's step 0)."""
+    import itertools
+
+    steps = list(range(every, max_steps + 1, every))
+    scoring = Scoring("tune", prompts, steps, seeds=1, sample_steps=sample_steps, seed=TUNE_NOISE)
+    jobs = [Job("base", None, [Scoring("tune", prompts, [None], seeds=1, sample_steps=sample_steps, seed=TUNE_NOISE)],
+                out=str(folder / "base"))]
+    for v, b, lr in itertools.product(variants, betas, lrs):
+        name = run_name(v, b, lr, TUNE_SEED)
+        jobs.append(Job(name, preset(v, beta=b, lr=lr, seed=TUNE_SEED, steps=max_steps, checkpoint_every=every,
+                                     keep_checkpoints_every=every, judge_prompts=0, output_dir=str(folder / name)),
+                        [scoring]))
+    return jobs
+
+
 def _table_path(folder: Path, scoring: Scoring, step: int | None) -> Path:
     return folder / f"eval-{scoring.name}-{'final' if step is None else f'{step:07d}'}.csv"
 
@@ -156,15 +190,22 @@ def machine_line(workers: int, threads: int) -> str:
 
 
 def grid_scores(jobs: list[Job]):
-    """Every tuning checkpoint of every job as a row: variant, beta, lr, step, mean score, images."""
+    """Every tuning checkpoint of every trained job as a row: variant, beta, lr, step, mean score,
+    images (the base model's job, if among ``jobs``, is left out: see base_score)."""
     import pandas as pd
 
     rows = []
-    for job in jobs:
+    for job in (j for j in jobs if j.config is not None):
         for step, part in job.result["tables"]["tune"].groupby("step"):
             rows.append({"variant": job.config["variant"], "beta": job.config["beta"], "lr": job.config["lr"],
                          "step": int(step), "score": float(part.score.mean()), "n": len(part)})
     return pd.DataFrame(rows)
+
+
+def base_score(jobs: list[Job], scoring: str = "tune") -> float:
+    """The base model's mean score in ``jobs`` (the job without a config)."""
+    base = next(j for j in jobs if j.config is None)
+    return float(base.result["tables"][scoring].score.mean())
 
 
 def choose(grid: pd.DataFrame) -> dict[str, dict]:

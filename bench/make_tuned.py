@@ -21,7 +21,6 @@ Jobs already done (runs finished, tables written) are not redone: rerun the comm
 from __future__ import annotations
 
 import argparse
-import itertools
 import shlex
 import shutil
 import sys
@@ -30,35 +29,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.jobs import ROOT, Job, Scoring, choose, grid_scores, run_jobs
+from bench.jobs import ROOT, TUNE_SEED, Job, Scoring, base_score, choose, grid_scores, preset, run_jobs, tuning_jobs
 from dde.toy.judge import ATTRIBUTES as ATTRS
 from dde.toy.report import held_out_prompts, training_prompts_spread
 
 VARIANTS = ("dpo", "dde")
-TUNE_SEED = 1000
-
-
-def _config(variant: str, **overrides) -> dict:
-    from dde.config import load_config, replace
-
-    return replace(load_config(ROOT / "configs" / f"toy-{variant}.yaml"), **overrides).to_dict()
 
 
 def tune(args, runs: Path, log) -> tuple[pd.DataFrame, float]:
     """Every (variant, beta, lr) of the grid, every checkpoint scored on training-split prompts; and
     the base model's mean score on the same prompts and noise (step 0 of every run)."""
-    prompts = training_prompts_spread(args.tune_prompts)
-    steps = list(range(args.every, args.max_steps + 1, args.every))
-    jobs = [Job("base", None, [Scoring("tune", prompts, [None], seeds=1, sample_steps=args.sample_steps, seed=20_000)],
-                out=str(runs / "tune" / "base"))]
-    for variant, beta, lr in itertools.product(VARIANTS, args.betas, args.lrs):
-        name = f"{variant}-b{beta:g}-lr{lr:g}-s{TUNE_SEED}"
-        cfg = _config(variant, beta=beta, lr=lr, seed=TUNE_SEED, steps=args.max_steps, checkpoint_every=args.every,
-                      keep_checkpoints_every=args.every, judge_prompts=0, output_dir=str(runs / "tune" / name))
-        jobs.append(Job(name, cfg, [Scoring("tune", prompts, steps, seeds=1, sample_steps=args.sample_steps,
-                                            seed=20_000)]))
+    jobs = tuning_jobs(VARIANTS, args.betas, args.lrs, training_prompts_spread(args.tune_prompts), every=args.every,
+                       max_steps=args.max_steps, sample_steps=args.sample_steps, folder=runs / "tune")
     done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log)
-    return grid_scores(done[1:]), float(done[0].result["tables"]["tune"].score.mean())
+    return grid_scores(done), base_score(done)
 
 
 def write_preset(variant: str, chosen: dict, command: str) -> Path:
@@ -78,7 +62,7 @@ def train_and_evaluate(args, runs: Path, log) -> tuple[pd.DataFrame, list[Job]]:
     """Each preset x training seed, and the base model, on the held-out prompts (paired noise)."""
     prompts = held_out_prompts()
     scoring = Scoring("held-out", prompts, [None], seeds=args.eval_seeds, sample_steps=25, seed=0)
-    jobs = [Job(f"{v}-s{k}", _config(v, seed=k, output_dir=str(runs / "final" / f"{v}-s{k}")), [scoring])
+    jobs = [Job(f"{v}-s{k}", preset(v, seed=k, output_dir=str(runs / "final" / f"{v}-s{k}")), [scoring])
             for v in VARIANTS for k in range(args.seeds)]
     jobs.append(Job("base", None, [scoring], out=str(runs / "final" / "base")))
     done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log)

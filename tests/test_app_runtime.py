@@ -162,7 +162,7 @@ def test_side_by_side_sampling_matches_each_model_alone_and_cancels_every_model(
     import numpy as np
     import torch
 
-    from app.runtime import sample_side_by_side
+    from dde.backends.parallel import sample_side_by_side
 
     backends = [rt.models.get(rt.spec(m)) for m in ("base", "dde")]
     steps_seen = {0: [], 1: []}

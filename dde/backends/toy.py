@@ -10,8 +10,6 @@ from dde.backends.base import Backend
 from dde.toy import DEFAULT_BASE, FALLBACK_GUIDANCE
 from dde.toy.model import SCHEDULER_CONFIG, load_model_dir, unet_input
 
-__all__ = ["DEFAULT_BASE", "ToyBackend"]
-
 
 class ToyBackend(Backend):
     name = "toy"
