@@ -47,6 +47,7 @@ from bench.jobs import (  # noqa: F401 (choose is re-exported)
     grid_scores,
     machine_line,
     preset,
+    record_invocation,
     run_jobs,
     run_name,
     tuning_jobs,
@@ -191,17 +192,11 @@ def study(args) -> Path:
 
 
 def _record(out: Path, invocation: dict) -> list[dict]:
-    """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all."""
-    from dde.io import atomic_write_json
-
-    path, study = out / "invocations.json", out / "study.json"
-    if path.is_file():
-        history = json.loads(path.read_text())
-    else:  # invocations recorded before this file existed lived in study.json
-        history = json.loads(study.read_text()).get("history", []) if study.is_file() else []
-    history.append(invocation)
-    atomic_write_json(history, path)
-    return history
+    """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all
+    (invocations recorded before that file existed lived in study.json's history)."""
+    study = out / "study.json"
+    earlier = json.loads(study.read_text()).get("history", []) if study.is_file() else []
+    return record_invocation(out / "invocations.json", invocation, earlier)
 
 
 def _rel(path: Path) -> str:

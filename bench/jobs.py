@@ -9,6 +9,8 @@ worker processes of a few torch threads each.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import multiprocessing
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -98,8 +100,56 @@ def score(model_for_step, folder: Path, scoring: Scoring) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
+class StaleRunError(RuntimeError):
+    """A cached run or table was made from another base model or other pairs than the job's."""
+
+
+@functools.cache
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def input_digests(config: dict | None) -> dict[str, str]:
+    """Content digests of what a job's results depend on besides its config: the base model's files
+    and (for a training job) the pairs. A runs folder made before the world was regenerated must not
+    be resumed as if it were current."""
+    from dde.toy import DEFAULT_BASE
+    from dde.train import DEFAULT_PAIRS
+
+    model = Path((config or {}).get("model") or DEFAULT_BASE)
+    files = {f"model/{f.name}": f for f in sorted(model.glob("*")) if f.suffix in (".json", ".safetensors")}
+    if config is not None:
+        data = Path(config.get("data") or DEFAULT_PAIRS)
+        files.update({f"pairs/{f.name}": f for f in ([data] if data.is_file() else sorted(data.glob("*.parquet")))})
+    return {k: _digest(str(f), f.stat().st_size, f.stat().st_mtime_ns) for k, f in files.items()}
+
+
+def _check_inputs(folder: Path, config: dict | None) -> None:
+    """Record the job's input digests in ``folder`` on first use; refuse a folder made from others."""
+    import json
+
+    from dde.io import atomic_write_json
+
+    path, now = folder / "inputs.json", input_digests(config)
+    if path.is_file():
+        then = json.loads(path.read_text())
+        changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+        if changed:
+            raise StaleRunError(f"{folder} was made from other inputs ({', '.join(changed)} changed since): its "
+                                "runs and scores do not describe the current world; use a fresh --runs folder or "
+                                "delete this one")
+    else:
+        folder.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(now, path)
+
+
 def run_job(job: Job) -> Job:
-    """Train (unless finished) and score; fills ``job.result`` with tables and timings."""
+    """Train (unless finished) and score; fills ``job.result`` with tables and timings. A folder made
+    from another base model or other pairs (inputs.json) raises StaleRunError."""
     from dde.backends.spec import ModelSpec, load_model
     from dde.config import from_dict
     from dde.run import RunDir
@@ -109,12 +159,13 @@ def run_job(job: Job) -> Job:
     train_seconds = 0.0
     if job.config is None:
         folder = Path(job.out)
-        folder.mkdir(parents=True, exist_ok=True)
+        _check_inputs(folder, None)
         base = load_model(ModelSpec("toy"))
         model_for_step = lambda step: base  # noqa: E731
     else:
         cfg = from_dict(job.config)
         run = RunDir(cfg.output_dir)
+        _check_inputs(run.path, job.config)
         status = run.status() or {}
         if not (status.get("status") == "finished" and status.get("step") == cfg.steps):
             train(cfg, progress=False)
@@ -142,11 +193,13 @@ class BudgetSpentError(RuntimeError):
 
 
 def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
-             deadline: float | None = None) -> list[Job]:
+             deadline: float | None = None, runner=None) -> list[Job]:
     """Run ``jobs`` in ``workers`` processes of ``threads`` torch threads (1 worker: in this process);
     ``log(job, done, total)`` after each. Returns the jobs with their results, in input order.
     ``deadline`` (a ``time.time()``): no job starts after it; the jobs running then finish (each
-    is one run, minutes long), and BudgetSpentError is raised if any job was left unstarted."""
+    is one run, minutes long), and BudgetSpentError is raised if any job was left unstarted.
+    ``runner`` (default run_job) must be a module-level function: worker processes import it."""
+    runner = runner or run_job
     done: dict[int, Job] = {}
     late = (lambda: False) if deadline is None else (lambda: time.time() >= deadline)
     if workers <= 1 or len(jobs) <= 1:
@@ -154,7 +207,7 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
         for i, job in enumerate(jobs):
             if late():
                 break
-            done[i] = run_job(job)
+            done[i] = runner(job)
             if log:
                 log(done[i], len(done), len(jobs))
     else:
@@ -164,7 +217,7 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
             while queue or running:
                 while queue and len(running) < workers and not late():  # start jobs only as workers free up
                     i, job = queue.pop(0)
-                    running[pool.submit(run_job, job)] = i
+                    running[pool.submit(runner, job)] = i
                 if not running:
                     break
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -176,6 +229,20 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
     if len(done) < len(jobs):
         raise BudgetSpentError(len(done), len(jobs))
     return [done[i] for i in range(len(jobs))]
+
+
+def record_invocation(path: Path, entry: dict, earlier: list[dict] | None = None) -> list[dict]:
+    """Append ``entry`` (one invocation or stage: date, minutes, what it did or why it stopped) to the
+    JSON list at ``path`` (started from ``earlier`` if the file does not exist yet); returns the list.
+    Written after every stage, so an invocation stopped later still counts the time it spent."""
+    import json
+
+    from dde.io import atomic_write_json
+
+    history = json.loads(Path(path).read_text()) if Path(path).is_file() else list(earlier or [])
+    history.append(entry)
+    atomic_write_json(history, path)
+    return history
 
 
 def machine_line(workers: int, threads: int) -> str:

@@ -226,10 +226,10 @@ def main(argv: list[str] | None = None) -> None:
     chosen = choose(grid)
     for variant, c in chosen.items():
         write_preset(variant, c, command)
-    _add_minutes(runs / "minutes.json", {"tune": (time.time() - t0) / 60})  # kept if a later stage is interrupted
+    _record_stage(runs, "tune", t0, command)  # kept if a later stage is interrupted
     t0 = time.time()
     images, done = train_and_evaluate(args, runs, log)
-    minutes = _add_minutes(runs / "minutes.json", {"train and evaluate": (time.time() - t0) / 60})
+    minutes = _record_stage(runs, "train and evaluate", t0, command)
     summary = summarise(images)
     cfg = load_config(ROOT / "configs" / "toy-dde.yaml")
     meta = {"command": command, "date": time.strftime("%F %T %Z"), "machine": machine_line(args.workers, args.threads),
@@ -244,18 +244,18 @@ def main(argv: list[str] | None = None) -> None:
     print(summary.to_string(index=False))
 
 
-def _add_minutes(path: Path, minutes: dict) -> dict:
-    """Stage times summed over every invocation into the same runs folder (a resumed invocation
-    only adds what it redid)."""
-    import json
+def _record_stage(runs: Path, stage: str, t0: float, command: str) -> dict:
+    """Log one finished stage to <runs>/invocations.json; returns the minutes per stage summed over every
+    invocation into the same runs folder (a resumed invocation only adds what it redid)."""
+    from bench.jobs import record_invocation
 
-    from dde.io import atomic_write_json
-
-    total = json.loads(path.read_text()) if path.is_file() else {}
-    for k, v in minutes.items():
-        total[k] = round(total.get(k, 0.0) + v, 1)
-    atomic_write_json(total, path)
-    return total
+    entry = {"date": time.strftime("%F %T %Z"), "command": command, "stage": stage,
+             "minutes": round((time.time() - t0) / 60, 1)}
+    history = record_invocation(runs / "invocations.json", entry)
+    totals: dict = {}
+    for entry in history:
+        totals[entry["stage"]] = round(totals.get(entry["stage"], 0.0) + entry["minutes"], 1)
+    return totals
 
 
 if __name__ == "__main__":

@@ -186,6 +186,25 @@ def test_side_by_side_sampling_matches_each_model_alone_and_cancels_every_model(
     assert calls[0] == [1, 2] and max(calls[1]) < 50  # model 1 stopped too, long before its last step
 
 
+def test_side_by_side_samples_a_backend_given_twice_once(rt, monkeypatch):
+    from dde.backends.parallel import sample_side_by_side
+
+    base, dde = (rt.models.get(rt.spec(m)) for m in ("base", "dde"))
+    calls = []
+    original = type(base).sample
+
+    def counting(self, *a, **k):
+        calls.append(self)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(type(base), "sample", counting)
+    seen = {0: [], 1: [], 2: []}
+    results = sample_side_by_side([base, dde, base], [PROMPT], lambda k, i, n: seen[k].append(i), seed=1, steps=3)
+    assert sorted(map(id, calls)) == sorted([id(base), id(dde)])  # two samplings, not three
+    assert results[0] is results[2] and results[0] is not results[1]
+    assert seen == {0: [1, 2, 3], 1: [1, 2, 3], 2: [1, 2, 3]}  # every position's progress still reported
+
+
 @pytest.mark.parametrize("args, message", [
     (("", "", 0, 5, 2.0, 1), "prompt is empty"),
     (("x" * 2000, "", 0, 5, 2.0, 1), "limit is 1000"),

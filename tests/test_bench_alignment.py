@@ -85,6 +85,54 @@ def test_no_job_starts_after_the_deadline(monkeypatch):
     assert started == ["j0"] and (err.value.done, err.value.total) == (1, 3)
 
 
+def _sleepy_job(job):  # module level: worker processes import it
+    import time
+
+    time.sleep(0.5)
+    job.result = {"pid": __import__("os").getpid()}
+    return job
+
+
+def test_worker_processes_start_no_job_after_the_deadline():
+    import time
+
+    from bench import jobs
+
+    five = [jobs.Job(f"j{i}", None, []) for i in range(5)]
+    with pytest.raises(jobs.BudgetSpentError, match="2 of 5 jobs done") as err:  # two start at once, then none
+        jobs.run_jobs(five, workers=2, deadline=time.time() + 0.3, runner=_sleepy_job)
+    assert (err.value.done, err.value.total) == (2, 5)
+    finished = jobs.run_jobs(five, workers=2, runner=_sleepy_job)
+    assert [j.name for j in finished] == [f"j{i}" for i in range(5)]  # in input order
+    assert len({j.result["pid"] for j in finished}) == 2  # in two worker processes
+
+
+def test_a_runs_folder_from_other_inputs_is_refused(tmp_path):
+    import shutil
+
+    from bench import jobs
+    from dde.toy import DEFAULT_BASE
+
+    model = tmp_path / "base"
+    shutil.copytree(DEFAULT_BASE, model)
+    pairs = tmp_path / "pairs.parquet"
+    pairs.write_bytes(b"pairs v1")
+    config = {"model": str(model), "data": str(pairs)}
+    run = tmp_path / "run"
+    jobs._check_inputs(run, config)  # first use records the digests
+    jobs._check_inputs(run, config)  # the same inputs: resumes
+    pairs.write_bytes(b"pairs v2")
+    with pytest.raises(jobs.StaleRunError, match=r"pairs/pairs.parquet changed since.*fresh --runs"):
+        jobs._check_inputs(run, config)
+    pairs.write_bytes(b"pairs v1")
+    (model / "model.json").write_text((model / "model.json").read_text() + " ")
+    with pytest.raises(jobs.StaleRunError, match="model/model.json"):
+        jobs._check_inputs(run, config)
+    jobs._check_inputs(tmp_path / "base-scores", None)  # a base-model job depends on the model only
+    recorded = __import__("json").loads((tmp_path / "base-scores" / "inputs.json").read_text())
+    assert set(recorded) == {"model/model.json", "model/text_encoder.safetensors", "model/unet.safetensors"}
+
+
 @pytest.mark.slow
 def test_the_study_writes_its_report(tmp_path):
     import json
@@ -141,3 +189,18 @@ def test_probe_table_reads_runs_logs(tmp_path):
     assert "| first | 0.650 / 62% |" in text
     with pytest.raises(SystemExit):
         main([str(tmp_path / "missing")])
+
+
+def test_make_tuned_sums_stage_minutes_over_invocations(tmp_path):
+    import json
+    import time
+
+    from bench.make_tuned import _record_stage
+
+    assert _record_stage(tmp_path, "tune", time.time() - 120, "cmd") == {"tune": 2.0}
+    # a second invocation into the same runs folder (the first one stopped after tuning)
+    assert _record_stage(tmp_path, "tune", time.time() - 30, "cmd") == {"tune": 2.5}
+    assert _record_stage(tmp_path, "train and evaluate", time.time() - 60, "cmd") == {"tune": 2.5,
+                                                                                      "train and evaluate": 1.0}
+    history = json.loads((tmp_path / "invocations.json").read_text())
+    assert [e["stage"] for e in history] == ["tune", "tune", "train and evaluate"] and history[0]["command"] == "cmd"

@@ -29,7 +29,19 @@ def sample_side_by_side(backends: list, prompts: list[str], callback: Callable[[
     (``python -m bench.sampling --side-by-side``); on an accelerator, or where torch's thread count is not per
     thread, they run one after another. ``callback(k, step, steps)`` after each step of model k; if
     it raises (a cancelled task) or a model fails, every model stops at its next step and the first
-    error is raised."""
+    error is raised. A backend given twice (two menu entries that resolve to one model) samples once;
+    its result and its callbacks serve every position it holds."""
+    unique = list({id(b): b for b in backends}.values())
+    if len(unique) < len(backends):
+        where = [unique.index(b) for b in backends]  # position -> unique model
+
+        def fan_out(u, i, total):
+            for k, w in enumerate(where):
+                if w == u:
+                    callback(k, i, total)
+
+        results = sample_side_by_side(unique, prompts, fan_out, **kwargs)
+        return [results[w] for w in where]
     stop, errors, lock = threading.Event(), [], threading.Lock()
 
     def one(k: int, threads: int | None):
