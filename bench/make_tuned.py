@@ -21,6 +21,7 @@ Jobs already done (runs finished, tables written) are not redone: rerun the comm
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import shutil
 import sys
@@ -130,7 +131,8 @@ def ship(variant: str, run: Path, meta: dict, summary: pd.DataFrame, grid: pd.Da
     shutil.rmtree(out / "run", ignore_errors=True)
     source.copy_logs(out / "run")
     card = {**meta, "variant": variant, "summary": summary.to_dict(orient="records"),
-            "tuning": grid[grid.variant == variant].to_dict(orient="records")}
+            "tuning": grid[grid.variant == variant].to_dict(orient="records"),
+            "inputs": json.loads((Path(run) / "inputs.json").read_text())}  # the base and pairs it was trained on
     atomic_write_json(card, out / "card.json")
     atomic_write_text(_card_markdown(variant, card, summary, grid), out / "MODEL_CARD.md")
     return out

@@ -60,6 +60,9 @@ def test_shipped_tuned_loras_load_differ_from_base_and_carry_their_cards(name):
     text = (SHIPPED[name].parent / "MODEL_CARD.md").read_text()
     assert card["command"] in text and "docs/RESULTS.md" in text
     assert (SHIPPED[name].parent / "run" / "metrics.jsonl").is_file()
+    from bench.jobs import input_digests
+
+    assert card["inputs"] == input_digests({}), "trained on another base model or other pairs than the shipped ones"
 
 
 def test_compare_examples_were_picked_by_the_script():
