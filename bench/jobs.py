@@ -115,36 +115,52 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 
 def input_digests(config: dict | None) -> dict[str, str]:
     """Content digests of what a job's results depend on besides its config: the base model's files
-    and (for a training job) the pairs. A runs folder made before the world was regenerated must not
-    be resumed as if it were current."""
+    (weights and model.json, its card included: any rewrite of the base counts as a new base) and, for
+    a training job, the pairs (parquet files, or a folder's pairs.jsonl; its images are not read). A
+    model or dataset that is not a local file or folder (a hub id, an hf:// URL) is recorded by name.
+    A runs folder made before the world was regenerated must not be resumed as if it were current."""
     from dde.toy import DEFAULT_BASE
     from dde.train import DEFAULT_PAIRS
 
-    model = Path((config or {}).get("model") or DEFAULT_BASE)
-    files = {f"model/{f.name}": f for f in sorted(model.glob("*")) if f.suffix in (".json", ".safetensors")}
+    def local(kind: str, name: str, patterns: tuple[str, ...]) -> dict[str, str]:
+        path = Path(name)
+        if path.is_file():
+            files = [path]
+        elif path.is_dir():
+            files = sorted(f for pattern in patterns for f in path.glob(pattern) if f.is_file())
+        else:
+            return {kind: name}
+        return {f"{kind}/{f.name}": _digest(str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files} or {
+            kind: name}
+
+    digests = local("model", str((config or {}).get("model") or DEFAULT_BASE), ("*.json", "*.safetensors"))
     if config is not None:
-        data = Path(config.get("data") or DEFAULT_PAIRS)
-        files.update({f"pairs/{f.name}": f for f in ([data] if data.is_file() else sorted(data.glob("*.parquet")))})
-    return {k: _digest(str(f), f.stat().st_size, f.stat().st_mtime_ns) for k, f in files.items()}
+        digests |= local("pairs", str(config.get("data") or DEFAULT_PAIRS), ("*.parquet", "pairs.jsonl"))
+    return digests
 
 
 def _check_inputs(folder: Path, config: dict | None) -> None:
-    """Record the job's input digests in ``folder`` on first use; refuse a folder made from others."""
+    """Record the job's input digests in ``folder`` on first use; refuse a folder made from other
+    inputs, or one holding results from before inputs were recorded."""
     import json
 
     from dde.io import atomic_write_json
 
     path, now = folder / "inputs.json", input_digests(config)
-    if path.is_file():
-        then = json.loads(path.read_text())
-        changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
-        if changed:
-            raise StaleRunError(f"{folder} was made from other inputs ({', '.join(changed)} changed since): its "
-                                "runs and scores do not describe the current world; use a fresh --runs folder or "
-                                "delete this one")
-    else:
+    held = [f for f in folder.iterdir() if f.name != "inputs.json"] if folder.is_dir() else []
+    if not held:  # a new folder, or one whose run never started (setup failed): (re)record
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(now, path)
+        return
+    if not path.is_file():
+        raise StaleRunError(f"{folder} holds results made before their inputs were recorded, so they may come from "
+                            "another base model or other pairs; use a fresh --runs folder or delete this one")
+    then = json.loads(path.read_text())
+    changed = sorted(k for k in now.keys() | then.keys() if now.get(k) != then.get(k))
+    if changed:
+        raise StaleRunError(f"{folder} was made from other inputs ({', '.join(changed)} changed since): its "
+                            "runs and scores do not describe the current world; use a fresh --runs folder or "
+                            "delete this one")
 
 
 def run_job(job: Job) -> Job:
