@@ -223,3 +223,15 @@ def test_make_tuned_sums_stage_minutes_over_invocations(tmp_path):
                                                                                       "train and evaluate": 1.0}
     history = json.loads((tmp_path / "invocations.json").read_text())
     assert [e["stage"] for e in history] == ["tune", "tune", "train and evaluate"] and history[0]["command"] == "cmd"
+
+
+def test_gain_anatomy_splits_scores_by_shape_and_renders_score_near_the_top(tmp_path):
+    from bench.gain_anatomy import anatomy, ceiling
+
+    for name, scores, ok in (("base", [0.8, 0.6], [True, False]), ("dde-s0", [0.9, 0.9], [True, True])):
+        (tmp_path / "final" / name).mkdir(parents=True)
+        pd.DataFrame({"score": scores, "ok_shape": ok}).to_csv(tmp_path / "final" / name / "eval-held-out-final.csv")
+    table = anatomy(tmp_path).set_index("model")
+    assert table.loc["base", "score_shape_right"] == 0.8 and table.loc["base", "score_shape_wrong"] == 0.6
+    assert table.loc["base", "shape_right"] == 0.5 and table.loc["dde-s0", "variant"] == "dde"
+    assert 0.85 < ceiling(1) <= 1.0  # the judge scores ground-truth renders near its top
