@@ -72,17 +72,19 @@ def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: b
            block: bool = True, monitoring: bool = False):
     """Launch with the app's policy: files served only from the output folder and never as active
     content, only the documented endpoints callable by name, monitoring off unless asked for, small
-    uploads; then load the default models on the lane while the first visitor reads the page."""
+    uploads. The lane starts loading the default models as the server starts (importing the model
+    libraries takes about 5 s; the page does not wait for it), so the first Compare finds them ready
+    or nearly so."""
     from starlette.middleware import Middleware
 
     from app.main import API_NAMES, CSS
     from app.security import Hardening
 
+    runtime.warm()  # on the lane's thread, beside the server's start-up
     result = demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, auth=auth, allowed_paths=[str(runtime.out)],
         prevent_thread_lock=True, show_error=True, enable_monitoring=monitoring, max_file_size=MAX_UPLOAD,
         app_kwargs={"middleware": [Middleware(Hardening, api_names=API_NAMES)]}, css=CSS, quiet=not block)
-    runtime.warm()
     if block:
         demo.block_thread()
     return result

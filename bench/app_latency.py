@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     credit, _ = median_seconds(lambda: credit_plot(DEFAULT_VARIANTS, preset, 1000, False, False), 20)
     print(f"machine: {machine()}; OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')} (the app's default: PASSIVE)")
     print(f"compare requests: {PROMPT!r}, seed 0, guidance {g:g} (the model's default), every model sampled "
-          "side by side (app.runtime.sample_side_by_side)")
+          "side by side (dde.backends.parallel.sample_side_by_side)")
     print(f"page served after launch:                                 {served:.2f} s")
     print(f"first compare after launch ({args.page_wait:g} s after the page), 4 x 2 x 25: "
           f"{verdict(first, args.compare_target)}")
