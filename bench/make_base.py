@@ -391,6 +391,16 @@ cross-attention sits, coordinate planes, v-prediction, EMA warm-up, length) and 
 are recorded in `docs/toy/base-trials.md`.
 """
 
+RELATED = """
+## Seeds and related results
+
+One pretraining seed ({seed}) is trained and measured; the spread across pretraining seeds is not
+measured (each seed costs the full pretraining again). The LoRAs tuned on this base report their
+per-attribute accuracy before and after and the spread across their training seeds in
+`assets/toy-dpo/MODEL_CARD.md` and `assets/toy-dde/MODEL_CARD.md`; the alignment study comparing
+every variant is [docs/RESULTS.md](../../docs/RESULTS.md).
+"""
+
 
 def model_card_markdown(card: dict) -> str:
     ev = card["held_out_eval"]
@@ -427,7 +437,7 @@ guidance {ev['guidance']}. Mean judge score {ev['total']:.3f}; colour and shape 
 {rows}
 
 These numbers were written by `{card['eval_command']}` (evaluation took {card['eval_wall_seconds']:.0f} s).
-{_trials_markdown(card.get('trials', [])) or TRIALS_RECORD}"""
+{_trials_markdown(card.get('trials', [])) or TRIALS_RECORD}{RELATED.format(seed=card['seed'])}"""
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_base_model_card_matches_its_metadata():
     card = meta["card"]
     text = (ASSETS / "toy-base" / "MODEL_CARD.md").read_text()
     assert card["command"] in text and card["eval_command"] in text
-    assert f"{card['held_out_eval']['total']:.3f}" in text
+    assert f"{card['held_out_eval']['total']:.3f}" in text and "docs/RESULTS.md" in text
     assert card["train_wall_seconds"] < 60 * 60  # the world's budget: 60 minutes on 2 CPU cores
     assert meta["default_guidance"] == card["held_out_eval"]["guidance"]
     assert sum(f.stat().st_size for f in (ASSETS / "toy-base").iterdir()) < 30 * 2**20
