@@ -194,9 +194,10 @@ def study(args) -> Path:
 def _record(out: Path, invocation: dict) -> list[dict]:
     """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all
     (invocations recorded before that file existed lived in study.json's history)."""
-    study = out / "study.json"
-    earlier = json.loads(study.read_text()).get("history", []) if study.is_file() else []
-    return record_invocation(out / "invocations.json", invocation, earlier)
+    study, log = out / "study.json", out / "invocations.json"
+    seed = not log.is_file() and study.is_file()  # study.json is read only to start the log
+    earlier = json.loads(study.read_text()).get("history", []) if seed else []
+    return record_invocation(log, invocation, earlier)
 
 
 def _rel(path: Path) -> str:
