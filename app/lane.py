@@ -39,6 +39,7 @@ class Task:
     cancel_event: threading.Event = field(default_factory=threading.Event)
     id: int = 0
     started: float | None = None
+    finished: float | None = None
 
     @property
     def cancelled(self) -> bool:
@@ -132,6 +133,7 @@ class Lane:
         except BaseException as err:  # noqa: BLE001 - handed to the caller, who re-raises it
             task.future.set_exception(err)
         finally:
+            task.finished = time.time()
             self.current = outer
 
     def let_others_go(self) -> int:

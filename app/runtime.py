@@ -221,6 +221,8 @@ class Runtime:
         self.finetunes = FineTunes(self.lane, self.out)
         self.default_guidance = default_guidance(backend, model)
         self._cache: dict = {}
+        self.warm_task: Task | None = None
+        self.warm_log: list[tuple[str, float]] = []  # (what, seconds) of the last warm-up
 
     # ----- names --------------------------------------------------------------------------------------
     def model_choices(self) -> list[tuple[str, str]]:
@@ -281,12 +283,18 @@ class Runtime:
         specs = [self.spec(s) for s in self.default_models()]
 
         def work(task: Task):
+            self.warm_log = []
             for spec in specs:
-                self.models.get(spec).sample(["a big red circle on a black background" if self.kind == "toy"
-                                              else "a photo"], steps=1)
+                t = time.time()
+                model = self.models.get(spec)
+                self.warm_log.append((f"load {spec.text or 'base'}", time.time() - t))
+                t = time.time()
+                model.sample(["a big red circle on a black background" if self.kind == "toy" else "a photo"], steps=1)
+                self.warm_log.append((f"sample {spec.text or 'base'}", time.time() - t))
             return len(specs)
 
-        return self.lane.submit("warm-up", work, cost=0)
+        self.warm_task = self.lane.submit("warm-up", work, cost=0)
+        return self.warm_task
 
     def compare_task(self, prompt, negative, seed, steps, guidance, n, models,
                      progress: Callable[[float, str], None] | None = None) -> Task:

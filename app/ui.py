@@ -8,7 +8,7 @@ import functools
 import inspect
 import logging
 import math
-import time
+from concurrent.futures import wait
 
 import gradio as gr
 
@@ -170,7 +170,7 @@ def follow(lane: Lane, task: Task, waiting_update, poll: float = 0.25):
                 if text != last:
                     last = text
                     yield waiting_update(text)
-            time.sleep(poll)
+            wait([task.future], timeout=poll)  # returns as soon as the task is done
         return task.future.result()
     finally:
         if not task.future.done():

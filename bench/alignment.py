@@ -47,6 +47,7 @@ from bench.jobs import (  # noqa: F401 (choose is re-exported)
     grid_scores,
     machine_line,
     preset,
+    progress_printer,
     record_invocation,
     run_jobs,
     run_name,
@@ -151,10 +152,7 @@ def study(args) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     times, t_start = {}, time.time()
 
-    def log(job, i, n):
-        print(f"[{time.time() - t_start:7.0f} s] {i}/{n} {job.name}: {job.result['seconds']:.0f} s "
-              f"(training {job.result['train_seconds']:.0f} s)", flush=True)
-
+    log = progress_printer(t_start)
     args.deadline = None if not args.budget_minutes else t_start + 60 * args.budget_minutes
     t0 = time.time()
     try:

@@ -61,6 +61,7 @@ def main(argv: list[str] | None = None) -> dict:
         t1 = time.time()
         client.predict(PROMPT, "", 0, 25, g, 4, two, api_name="/compare")
         first = time.time() - t1
+        warm_task, warm_log = runtime.warm_task, list(runtime.warm_log)
         warm, _ = median_seconds(lambda: client.predict(PROMPT, "", 0, 25, g, 4, two, api_name="/compare"),
                                  args.repeats, warmup=0)
         three = [m for m in ("base", "dpo", "dde") if m in dict((v, k) for k, v in runtime.model_choices())]
@@ -77,6 +78,10 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"page served after launch:                                 {served:.2f} s")
     print(f"first compare after launch ({args.page_wait:g} s after the page), 4 x 2 x 25: "
           f"{verdict(first, args.compare_target)}")
+    if warm_task is not None and warm_task.finished is not None:
+        print(f"  the lane's warm-up ran {warm_task.started - t0:.2f} -> {warm_task.finished - t0:.2f} s after launch "
+              f"(the click came at {t1 - t0:.2f} s): " + ", ".join(f"{what} {sec:.2f} s" for what, sec in warm_log)
+              + " (the first load includes importing the model libraries)")
     print(f"compare 4 images x 2 models x 25 steps, warm (gradio_client): {verdict(warm, args.compare_target)}")
     print(f"compare 4 images x {len(three)} models x 25 steps, warm:          {warm3:.3f} s")
     print(f"credit plot, in-process:                                  {verdict(credit, args.credit_target)}")

@@ -261,6 +261,16 @@ def record_invocation(path: Path, entry: dict, earlier: list[dict] | None = None
     return history
 
 
+def progress_printer(t_start: float):
+    """A ``log`` for :func:`run_jobs` that prints one line per finished job: the seconds since
+    ``t_start``, the count, the job's name, its seconds and the training part of them."""
+    def log(job: Job, done: int, total: int) -> None:
+        print(f"[{time.time() - t_start:7.0f} s] {done}/{total} {job.name}: {job.result['seconds']:.0f} s "
+              f"(training {job.result['train_seconds']:.0f} s)", flush=True)
+
+    return log
+
+
 def machine_line(workers: int, threads: int) -> str:
     """The machine a study ran on, for its report."""
     import os

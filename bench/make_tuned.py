@@ -213,16 +213,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--runs", default=str(ROOT / "runs" / "make_tuned"))
     args = ap.parse_args(argv)
-    from bench.jobs import machine_line
+    from bench.jobs import machine_line, progress_printer
     from dde.config import load_config
     from dde.run import RunDir
 
     runs, t_start = Path(args.runs), time.time()
     command = "python -m bench.make_tuned " + shlex.join(argv if argv is not None else sys.argv[1:])
 
-    def log(job, i, n):
-        print(f"[{time.time() - t_start:6.0f} s] {i}/{n} {job.name}: {job.result['seconds']:.0f} s", flush=True)
-
+    log = progress_printer(t_start)
     t0 = time.time()
     grid, base_tune = tune(args, runs, log)
     chosen = choose(grid)

@@ -313,3 +313,15 @@ def test_the_page_is_built_before_the_model_libraries_load():
     assert out.returncode == 0, out.stderr[-2000:]
     guidance = json.loads((root / "assets" / "toy-base" / "model.json").read_text())["default_guidance"]
     assert out.stdout.split() == ["[]", str(float(guidance))]
+
+
+def test_the_warm_up_loads_every_default_model_and_times_itself(tmp_path):
+    rt = Runtime(out=tmp_path)
+    task = rt.warm()
+    assert rt.warm_task is task and task.future.result(300) == len(rt.default_models())
+    assert task.started <= task.finished
+    names = [what for what, _ in rt.warm_log]
+    assert names == [f"{verb} {m}" for m in rt.default_models() for verb in ("load", "sample")]
+    assert all(seconds >= 0 for _, seconds in rt.warm_log)
+    # the Compare after it finds every default model loaded
+    assert len(rt.models._models) == len(rt.default_models())
