@@ -80,7 +80,9 @@ def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: b
     from app.main import API_NAMES, CSS
     from app.security import Hardening
 
-    runtime.warm()  # on the lane's thread, beside the server's start-up
+    warm = runtime.warm()  # on the lane's thread, beside the server's start-up
+    if block:
+        warm.future.add_done_callback(lambda f: print(_warm_line(runtime, warm), flush=True))
     result = demo.queue(default_concurrency_limit=1).launch(
         server_name=host, server_port=port, share=share, auth=auth, allowed_paths=[str(runtime.out)],
         prevent_thread_lock=True, show_error=True, enable_monitoring=monitoring, max_file_size=MAX_UPLOAD,
@@ -88,6 +90,13 @@ def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: b
     if block:
         demo.block_thread()
     return result
+
+
+def _warm_line(runtime, task) -> str:
+    if task.future.exception() is not None:
+        return f"The default models did not load: {task.future.exception()}"
+    steps = ", ".join(f"{what} {seconds:.1f} s" for what, seconds in runtime.warm_log)
+    return f"Default models ready in {task.finished - task.started:.1f} s ({steps})."
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -126,14 +126,17 @@ class Lane:
         task.started = time.time()
         try:
             task.check()
-            task.future.set_result(task.fn(task))
-            if task.cost > 0:  # learn the rate: seconds per unit of cost, smoothed
-                rate = (time.time() - task.started) / task.cost
-                self.seconds_per_unit = 0.7 * self.seconds_per_unit + 0.3 * rate
+            result = task.fn(task)
         except BaseException as err:  # noqa: BLE001 - handed to the caller, who re-raises it
-            task.future.set_exception(err)
-        finally:
             task.finished = time.time()
+            task.future.set_exception(err)
+        else:
+            task.finished = time.time()  # before the result: callbacks on the future may read it
+            if task.cost > 0:  # learn the rate: seconds per unit of cost, smoothed
+                rate = (task.finished - task.started) / task.cost
+                self.seconds_per_unit = 0.7 * self.seconds_per_unit + 0.3 * rate
+            task.future.set_result(result)
+        finally:
             self.current = outer
 
     def let_others_go(self) -> int:

@@ -31,7 +31,7 @@ from app.paths import ROOT, Paths
 from dde.backends.parallel import sample_side_by_side
 from dde.config import TrainConfig, from_dict
 from dde.images import to_uint8
-from dde.limits import APP, number
+from dde.limits import APP, kind_of, number
 from dde.run import RunDir
 
 STRIP_FRAMES = 6
@@ -64,6 +64,14 @@ def strip(frames: list[Image.Image], labels: list[str]) -> Image.Image:
 
 
 # ----- models --------------------------------------------------------------------------------------
+def base_first(models) -> list[str]:
+    """The model texts of a request, each once, the base first (every comparison is against it)."""
+    for m in models:
+        if not isinstance(m, str):
+            raise ValueError(f"a model must be given as text, got {kind_of(m)}")
+    return list(dict.fromkeys(["base", *[m.strip() for m in models if m.strip() != "base"]]))
+
+
 class ModelCache:
     """Loaded backends keyed by spec text, the last ``size`` kept. Only lane work touches it."""
 
@@ -268,7 +276,7 @@ class Runtime:
         from dde.backends.spec import SHIPPED, parse_model_spec
 
         if not isinstance(text, str):
-            raise ValueError(f"a model must be given as text, got {type(text).__name__}")
+            raise ValueError(f"a model must be given as text, got {kind_of(text)}")
         text = text.strip()
         if text in ("base", "tuned", *SHIPPED) and (self.kind == "toy" or text == "base"):
             return parse_model_spec(text, backend=self.kind, base=self.model_path)
@@ -306,7 +314,7 @@ class Runtime:
             raise ValueError("the negative prompt must be text")
         if not isinstance(models, (list, tuple)) or not models:
             raise ValueError("choose at least one model")
-        texts = list(dict.fromkeys(["base", *[m for m in models if m != "base"]]))
+        texts = base_first(models)
         if len(texts) > MAX_COMPARE_MODELS:
             raise ValueError(f"compare at most {MAX_COMPARE_MODELS} models at once (the base and two more)")
         specs = [self.spec(t) for t in texts]
@@ -314,7 +322,7 @@ class Runtime:
 
         labels = unique_labels(specs)
         if not isinstance(prompt, str):
-            raise ValueError(f"a prompt must be text, got {type(prompt).__name__}")
+            raise ValueError(f"a prompt must be text, got {kind_of(prompt)}")
         cost = n * steps * len(specs)
         t0 = time.time()
 
@@ -392,13 +400,13 @@ class Runtime:
             raise ValueError("the prompt set is empty")
         if not isinstance(scorers, (list, tuple)) or not scorers:
             raise ValueError("choose at least one scorer")
-        unknown = [s for s in scorers if s not in self.scorer_paths]
+        unknown = [s for s in scorers if not isinstance(s, str) or s not in self.scorer_paths]
         if unknown:
             raise ValueError(f"unknown scorer(s) {unknown}; this app has {', '.join(self.scorer_paths)}")
         if not isinstance(models, (list, tuple)):
             raise ValueError("choose the models to evaluate")
         seeds, steps = number(seeds, APP["eval_seeds"]), number(steps, APP["steps"])
-        texts = list(dict.fromkeys(["base", *[m for m in models if m != "base"]]))
+        texts = base_first(models)
         specs = [self.spec(t) for t in texts]
         labels = unique_labels(specs)
         if "judge" in scorers:

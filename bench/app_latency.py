@@ -9,15 +9,30 @@ app (HTTP, queue, image encoding) and in-process.
 - Compare, warm: the same request repeated; and three models (base, Diffusion-DPO, DDE).
 - Credit plot: the credit-assignment handler for four variants (figure + mass table). Target:
   under 0.5 s.
+
+    python -m bench.app_latency --browser [--repeats 3]
+
+As a visitor sees it: chromium (Debian's, headless) already open, the README's launch command
+(``python -m app``) started in its own process, the page opened as soon as it is served, the
+DDE-vs-base Compare chosen (the Diffusion-DPO column removed from the three default models),
+Generate clicked ``--page-wait`` seconds after the page was served, timed until every image of both
+columns has loaded in the page; then the same with other seeds (warm). Needs chromium and the
+``playwright`` package (requirements-dev.txt).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+import urllib.request
+from pathlib import Path
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
@@ -38,7 +53,12 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--credit-target", type=float, default=0.5)
     ap.add_argument("--page-wait", type=float, default=5.0,
                     help="seconds between the page being served and the first click (a visitor reading it)")
+    ap.add_argument("--browser", action="store_true", help="launch python -m app and click in chromium (see above)")
+    ap.add_argument("--default-models", action="store_true",
+                    help="with --browser: click with the page's three default models (base, Diffusion-DPO, DDE)")
     args = ap.parse_args(argv)
+    if args.browser:
+        return browser(args)
     from gradio_client import Client
 
     from app.__main__ import launch
@@ -88,6 +108,90 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"credit plot through the app (gradio_client):              {verdict(http_credit, args.credit_target)}")
     return {"served_s": served, "first_compare_s": first, "compare_s": warm, "compare3_s": warm3,
             "credit_s": credit, "credit_http_s": http_credit}
+
+
+def _served(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def browser(args) -> dict:
+    from playwright.sync_api import expect, sync_playwright
+
+    from bench.common import machine, verdict
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if not chromium:
+        raise SystemExit("--browser needs chromium (apt-get install -y chromium)")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    root = Path(__file__).resolve().parents[1]
+    out = tempfile.mkdtemp(prefix="dde-app-bench-")
+    with sync_playwright() as p:
+        # the visitor's browser is open before the app starts
+        chrome = p.chromium.launch(executable_path=chromium, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        page = chrome.new_page(viewport={"width": 1500, "height": 1100})
+        t0 = time.time()
+        app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--out", out], cwd=root,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        ready: list[tuple[float, str]] = []  # when the app said its default models were loaded
+
+        def read_app_output():
+            for line in app.stdout:
+                if line.startswith("Default models"):
+                    ready.append((time.time() - t0, line.strip()))
+
+        threading.Thread(target=read_app_output, daemon=True).start()
+        try:
+            while not _served(url):
+                if app.poll() is not None or time.time() - t0 > 120:
+                    raise SystemExit("python -m app did not start serving")
+                time.sleep(0.1)
+            served = time.time() - t0
+            page.goto(url, wait_until="domcontentloaded")
+            expect(page.locator("#generate")).to_be_visible(timeout=60_000)
+            shown = time.time() - t0
+            page.get_by_label("Prompt", exact=True).fill(PROMPT)
+            columns = 3 if args.default_models else 2
+            if not args.default_models:
+                page.locator("#compare-models .token", has_text="Diffusion-DPO").locator(".token-remove").click()
+            expect(page.locator("#compare-models .token")).to_have_count(columns)
+            time.sleep(max(0.0, t0 + served + args.page_wait - time.time()))
+
+            def click(seed: int) -> float:
+                page.get_by_label("Seed", exact=True).fill(str(seed))
+                t1 = time.time()
+                page.locator("#generate").click()
+                expect(page.locator("#compare-info")).to_contain_text(f"seeds {seed}..{seed + 3},", timeout=120_000)
+                page.wait_for_function("""n => [...Array(n).keys()].every(k => {
+                    const imgs = [...document.querySelectorAll(`#gallery-${k} img`)];
+                    return imgs.length >= 4 && imgs.every(im => im.complete && im.naturalWidth > 0); })""",
+                                       arg=columns, timeout=60_000)
+                return time.time() - t1
+
+            clicked_at = time.time() - t0
+            first = click(0)
+            warm = sorted(click(10 * (k + 1)) for k in range(args.repeats))
+        finally:
+            chrome.close()
+            app.terminate()
+            app.wait(30)
+    median = warm[len(warm) // 2]
+    print(f"machine: {machine()}; the app in its own process (python -m app), clicked in chromium")
+    print(f"page served after launch (process start): {served:.2f} s; shown in chromium at {shown:.2f} s")
+    print(f"first compare, clicked {clicked_at:.2f} s after launch ({args.page_wait:g} s after the page was served), "
+          f"{'base + Diffusion-DPO + DDE' if columns == 3 else 'base + DDE'}, 4 x {columns} x 25, until every image "
+          f"has loaded: {verdict(first, args.compare_target)}")
+    for at, line in ready:
+        print(f"  the app printed at {at:.2f} s after launch: {line}")
+    print(f"compare, warm (median of {args.repeats}, other seeds):                   "
+          f"{verdict(median, args.compare_target)}")
+    return {"served_s": served, "shown_s": shown, "first_compare_s": first, "compare_s": median, "models": columns}
 
 
 if __name__ == "__main__":

@@ -53,6 +53,21 @@ FINETUNE = {
 }
 
 
+def kind_of(value) -> str:
+    """What a user sent, in words (for messages; never a Python type name)."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true/false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    if isinstance(value, dict):
+        return "a set of named values"
+    return "something else"
+
+
 def number(value, bound: Bound) -> float | int:
     """``value`` as a number inside ``bound`` (an int for whole bounds), else ValueError in the
     bound's own words. Refuses booleans, text that is not a number, NaN and infinities."""

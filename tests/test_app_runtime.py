@@ -215,7 +215,7 @@ def test_side_by_side_samples_a_backend_given_twice_once(rt, monkeypatch):
     ((PROMPT, "", 0, 5, float("nan"), 1), "guidance"),
     ((PROMPT, "", 0, 5, 2.0, 9), "images per model"),
     ((PROMPT, 5, 0, 5, 2.0, 1), "negative prompt must be text"),
-    ((3, "", 0, 5, 2.0, 1), "prompt must be text"),
+    ((3, "", 0, 5, 2.0, 1), "prompt must be text, got a number$"),
 ])
 def test_compare_rejects_bad_input_with_a_message(rt, args, message):
     with pytest.raises(ValueError, match=message):
@@ -225,7 +225,8 @@ def test_compare_rejects_bad_input_with_a_message(rt, args, message):
 @pytest.mark.parametrize("models, message", [
     (["/etc/passwd"], "outside the folders"), (["assets/none.safetensors"], "does not exist"),
     (["assets/toy-pairs.json"], "is not a LoRA or UNet"), ([], "at least one model"),
-    (["dde", "dpo", "assets/toy-base", "base"], "at most 3 models"), ([None], "must be given as text"),
+    (["dde", "dpo", "assets/toy-base", "base"], "at most 3 models"), ([None], "must be given as text, got nothing$"),
+    ([["base"]], "must be given as text, got a list$"),
 ])
 def test_compare_rejects_bad_models_with_a_message(rt, models, message):
     with pytest.raises(ValueError, match=message):

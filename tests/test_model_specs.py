@@ -29,9 +29,9 @@ def test_shipped_names_and_base():
 
 
 @pytest.mark.parametrize("value, message", [
-    (3, "must be given as text"), (None, "must be given as text"), ("  ", "no a model given"),
+    (3, "must be given as text"), (None, "must be given as text"), ("  ", "no model given"),
     ("a\x00b", "NUL"), ("x" * 5000, "limit is 4096"), ("/no/such/thing", "does not exist"),
-    ("missing.safetensors", "does not exist"), ("sd:", "no the sd model given"),
+    ("missing.safetensors", "does not exist"), ("sd:", "no sd model given"),
 ])
 def test_bad_specs_get_a_message_naming_the_problem(value, message):
     with pytest.raises(ValueError, match=message):

@@ -91,7 +91,7 @@ def build(rt: Runtime) -> dict:
     @user_errors
     def compare(prompt, negative, seed, steps, guidance, n, models, progress=gr.Progress()):
         task = rt.compare_task(prompt, negative, seed, steps, guidance, n, models,
-                               progress=lambda f, d: progress(f, desc=d))
+                               progress=ui.page_progress(progress))
         result: CompareResult = yield from run_with_feedback(rt.lane, task, len(outputs), outputs.index(info))
         yield render(result)
 

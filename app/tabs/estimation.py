@@ -43,7 +43,7 @@ def build(rt: Runtime) -> dict:
 
     @user_errors
     def estimation(model, samples, log_y, progress=gr.Progress()):
-        task = rt.estimation_task(model, samples, progress=lambda f, d: progress(f, desc=d))
+        task = rt.estimation_task(model, samples, progress=ui.page_progress(progress))
         frame = yield from run_with_feedback(rt.lane, task, len(outputs), 2)
         yield plots.estimation_error_figure(frame, log_y=bool(log_y)), _table(frame), ""
 

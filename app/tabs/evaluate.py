@@ -120,7 +120,7 @@ def build(rt: Runtime) -> dict:
     @user_errors
     def evaluate(source, upload, limit, models, scorers, seeds, steps, progress=gr.Progress()):
         prompts = _prompt_set(source, upload)[: number(limit, APP["eval_prompts"])]
-        task = rt.evaluate_task(prompts, models, scorers, seeds, steps, progress=lambda f, d: progress(f, desc=d))
+        task = rt.evaluate_task(prompts, models, scorers, seeds, steps, progress=ui.page_progress(progress))
         table_, specs = yield from run_with_feedback(rt.lane, task, len(outputs), outputs.index(status))
         summary = summarise(table_, next(iter(specs)))
         path = rt.out / "evaluations" / f"eval-{time.strftime('%Y%m%d-%H%M%S')}.csv"

@@ -20,6 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dde.limits import kind_of
 from dde.run import LORA, WEIGHT_FILES, RunDir
 from dde.toy import ASSETS
 
@@ -76,10 +77,10 @@ def is_lora_file(path: Path) -> bool:
 
 def _text(value, what: str = "a model") -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be given as text, got {type(value).__name__}")
+        raise ValueError(f"{what} must be given as text, got {kind_of(value)}")
     text = value.strip()
     if not text:
-        raise ValueError(f"no {what} given")
+        raise ValueError(f"no {what.removeprefix('a ').removeprefix('the ')} given")
     if "\x00" in text:
         raise ValueError(f"{what} must not contain a NUL character")
     if len(text) > 4096:
