@@ -326,3 +326,18 @@ def test_the_warm_up_loads_every_default_model_and_times_itself(tmp_path):
     assert all(seconds >= 0 for _, seconds in rt.warm_log)
     # the Compare after it finds every default model loaded
     assert len(rt.models._models) == len(rt.default_models())
+
+
+def test_page_progress_passes_on_at_most_one_update_per_interval_and_the_last(monkeypatch):
+    from types import SimpleNamespace
+
+    from app import ui
+
+    clock, seen = [0.0], []
+    monkeypatch.setattr(ui, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    report = ui.page_progress(lambda fraction, desc: seen.append((fraction, desc)), every=0.5)
+    for step in range(1, 51):  # 50 steps, 0.1 s apart
+        clock[0] = step * 0.1
+        report(step / 50, f"step {step}")
+    assert seen[0] == (1 / 50, "step 1") and seen[-1] == (1.0, "step 50")
+    assert len(seen) == 11  # steps 1, 6, 11, ..., 46 and the last
