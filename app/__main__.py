@@ -93,6 +93,8 @@ def launch(demo, runtime, *, host: str = "127.0.0.1", port: int = 7860, share: b
 
 
 def _warm_line(runtime, task) -> str:
+    if task.future.cancelled():
+        return "The default models were not loaded (the warm-up was cancelled)."
     if task.future.exception() is not None:
         return f"The default models did not load: {task.future.exception()}"
     steps = ", ".join(f"{what} {seconds:.1f} s" for what, seconds in runtime.warm_log)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dde.limits import kind_of
+from dde.limits import shown
 from dde.toy import ASSETS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,7 +34,7 @@ class Paths:
         """What a user typed (a shown path, or a path inside an allowed root) as an existing path,
         else ValueError (outside the roots, missing, or not text)."""
         if not isinstance(text, str):
-            raise ValueError(f"a path must be given as text, got {kind_of(text)}")
+            raise ValueError(f"a path must be given as text, got {shown(text)}")
         text = text.strip()
         if not text:
             raise ValueError("no path given")

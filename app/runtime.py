@@ -31,7 +31,7 @@ from app.paths import ROOT, Paths
 from dde.backends.parallel import sample_side_by_side
 from dde.config import TrainConfig, from_dict
 from dde.images import to_uint8
-from dde.limits import APP, kind_of, number
+from dde.limits import APP, number, shown
 from dde.run import RunDir
 
 STRIP_FRAMES = 6
@@ -68,7 +68,7 @@ def base_first(models) -> list[str]:
     """The model texts of a request, each once, the base first (every comparison is against it)."""
     for m in models:
         if not isinstance(m, str):
-            raise ValueError(f"a model must be given as text, got {kind_of(m)}")
+            raise ValueError(f"a model must be given as text, got {shown(m)}")
     return list(dict.fromkeys(["base", *[m.strip() for m in models if m.strip() != "base"]]))
 
 
@@ -276,7 +276,7 @@ class Runtime:
         from dde.backends.spec import SHIPPED, parse_model_spec
 
         if not isinstance(text, str):
-            raise ValueError(f"a model must be given as text, got {kind_of(text)}")
+            raise ValueError(f"a model must be given as text, got {shown(text)}")
         text = text.strip()
         if text in ("base", "tuned", *SHIPPED) and (self.kind == "toy" or text == "base"):
             return parse_model_spec(text, backend=self.kind, base=self.model_path)
@@ -322,7 +322,7 @@ class Runtime:
 
         labels = unique_labels(specs)
         if not isinstance(prompt, str):
-            raise ValueError(f"a prompt must be text, got {kind_of(prompt)}")
+            raise ValueError(f"a prompt must be text, got {shown(prompt)}")
         cost = n * steps * len(specs)
         t0 = time.time()
 

@@ -14,7 +14,7 @@ from concurrent.futures import wait
 import gradio as gr
 
 from app.lane import Cancelled, Lane, Task
-from dde.limits import kind_of
+from dde.limits import shown
 
 log = logging.getLogger("dde.app")
 
@@ -50,15 +50,6 @@ def user_errors(fn):
     return call
 
 
-def _shown(value) -> str:
-    """A payload as a message shows it: short text quoted, anything else by its kind."""
-    if isinstance(value, str):
-        return repr(value) if len(value) <= 40 else "a long text"
-    if isinstance(value, (bool, int, float)):
-        return repr(value)
-    return kind_of(value)
-
-
 class _Typed:
     """Gradio's input components check a payload (bounds, choices) before any handler runs, and
     junk from an API client (None, text, a list, NaN) fails there with a Python type error. These
@@ -90,7 +81,7 @@ class _Typed:
         except gr.Error:
             raise
         except Exception:  # noqa: BLE001 - any type error of the parent's check is the client's input
-            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}") from None
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {shown(payload)}") from None
 
 
 class _Numeric(_Typed):
@@ -101,7 +92,7 @@ class _Numeric(_Typed):
         if payload is None and isinstance(self, gr.Number):
             return None  # an empty number field: the handler says what it needs
         if isinstance(payload, bool) or not isinstance(payload, (int, float)) or not math.isfinite(payload):
-            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}")
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {shown(payload)}")
         lo, hi = self.minimum, self.maximum
         if (lo is not None and payload < lo) or (hi is not None and payload > hi):
             span = f"in [{lo:g}, {hi:g}]" if lo is not None and hi is not None else (
@@ -121,14 +112,14 @@ class _Choices(_Typed):
         if payload is None and not self._many():
             return None
         if self._many() and not isinstance(payload, list):
-            raise gr.Error(f"{self._field()} expects {self._expects()}, got {_shown(payload)}")
+            raise gr.Error(f"{self._field()} expects {self._expects()}, got {shown(payload)}")
         known = [value for _, value in self.choices]
         for value in payload if self._many() else [payload]:
             if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-                raise gr.Error(f"{self._field()}: a choice must be text, got {_shown(value)}")
+                raise gr.Error(f"{self._field()}: a choice must be text, got {shown(value)}")
             if not getattr(self, "allow_custom_value", False) and value not in known:
                 listed = ", ".join(str(k) for k in known[:12]) + (", ..." if len(known) > 12 else "")
-                raise gr.Error(f"{self._field()}: {_shown(value)} is not one of the choices ({listed})")
+                raise gr.Error(f"{self._field()}: {shown(value)} is not one of the choices ({listed})")
         return payload
 
 
@@ -181,9 +172,9 @@ def follow(lane: Lane, task: Task, waiting_update, poll: float = 0.25):
 
 def page_progress(progress: gr.Progress, every: float = 0.5):
     """``report(fraction, text)`` for lane work, passed on to a handler's ``gr.Progress`` at most once
-    every ``every`` seconds (and at the end): each update redraws the progress bar on every output
-    of the handler in the visitor's browser, and on a small machine the browser shares the CPU with
-    the models (a Compare of 3 models x 25 steps reports 75 steps)."""
+    every ``every`` seconds; an update that reaches 1 always passes. Each update redraws the progress
+    bar on every output of the handler in the visitor's browser, and on a small machine the browser
+    shares the CPU with the models (a Compare of 3 models x 25 steps reports 75 steps)."""
     last = [-float("inf")]
 
     def report(fraction: float, text: str) -> None:

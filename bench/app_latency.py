@@ -139,48 +139,67 @@ def browser(args) -> dict:
         t0 = time.time()
         app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--out", out], cwd=root,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        ready: list[tuple[float, str]] = []  # when the app said its default models were loaded
+        ready: list[tuple[float, str]] = []  # when the app said whether its default models loaded
+        tail: list[str] = []  # the app's last lines, shown if it fails
 
         def read_app_output():
             for line in app.stdout:
-                if line.startswith("Default models"):
+                tail[:] = [*tail[-40:], line.rstrip()]
+                if "default models" in line.lower():
                     ready.append((time.time() - t0, line.strip()))
 
         threading.Thread(target=read_app_output, daemon=True).start()
         try:
-            while not _served(url):
-                if app.poll() is not None or time.time() - t0 > 120:
-                    raise SystemExit("python -m app did not start serving")
-                time.sleep(0.1)
-            served = time.time() - t0
-            page.goto(url, wait_until="domcontentloaded")
-            expect(page.locator("#generate")).to_be_visible(timeout=60_000)
-            shown = time.time() - t0
-            page.get_by_label("Prompt", exact=True).fill(PROMPT)
-            columns = 3 if args.default_models else 2
-            if not args.default_models:
-                page.locator("#compare-models .token", has_text="Diffusion-DPO").locator(".token-remove").click()
-            expect(page.locator("#compare-models .token")).to_have_count(columns)
-            time.sleep(max(0.0, t0 + served + args.page_wait - time.time()))
+            try:
+                while not _served(url):
+                    if app.poll() is not None or time.time() - t0 > 120:
+                        raise SystemExit("python -m app did not start serving; its last lines:\n" + "\n".join(tail))
+                    time.sleep(0.1)
+                served = time.time() - t0
+                page.goto(url, wait_until="domcontentloaded")
+                expect(page.locator("#generate")).to_be_visible(timeout=60_000)
+                shown = time.time() - t0
+                page.get_by_label("Prompt", exact=True).fill(PROMPT)
+                images = page.get_by_label("number input for Images per model", exact=True)
+                images.fill("4")
+                images.press("Tab")
+                columns = 3 if args.default_models else 2
+                if not args.default_models:
+                    page.locator("#compare-models .token", has_text="Diffusion-DPO").locator(".token-remove").click()
+                expect(page.locator("#compare-models .token")).to_have_count(columns)
+                time.sleep(max(0.0, t0 + served + args.page_wait - time.time()))
 
-            def click(seed: int) -> float:
-                page.get_by_label("Seed", exact=True).fill(str(seed))
-                t1 = time.time()
-                page.locator("#generate").click()
-                expect(page.locator("#compare-info")).to_contain_text(f"seeds {seed}..{seed + 3},", timeout=120_000)
-                page.wait_for_function("""n => [...Array(n).keys()].every(k => {
-                    const imgs = [...document.querySelectorAll(`#gallery-${k} img`)];
-                    return imgs.length >= 4 && imgs.every(im => im.complete && im.naturalWidth > 0); })""",
-                                       arg=columns, timeout=60_000)
-                return time.time() - t1
+                def gallery_sources() -> list[str]:
+                    return page.evaluate("n => [...Array(n).keys()].flatMap(k => "
+                                         "[...document.querySelectorAll(`#gallery-${k} img`)].map(im => im.src))",
+                                         columns)
 
-            clicked_at = time.time() - t0
-            first = click(0)
-            warm = sorted(click(10 * (k + 1)) for k in range(args.repeats))
+                def click(seed: int) -> float:
+                    page.get_by_label("Seed", exact=True).fill(str(seed))
+                    before = gallery_sources()  # the new images must replace these (other seeds: other files)
+                    t1 = time.time()
+                    page.locator("#generate").click()
+                    expect(page.locator("#compare-info")).to_contain_text(f"seeds {seed}..{seed + 3},",
+                                                                          timeout=120_000)
+                    page.wait_for_function("""([n, before]) => [...Array(n).keys()].every(k => {
+                        const imgs = [...document.querySelectorAll(`#gallery-${k} img`)];
+                        return imgs.length >= 4 && imgs.every(im => im.complete && im.naturalWidth > 0
+                                                                    && !before.includes(im.src)); })""",
+                                           arg=[columns, before], timeout=60_000)
+                    return time.time() - t1
+
+                clicked_at = time.time() - t0
+                first = click(0)
+                warm = sorted(click(10 * (k + 1)) for k in range(max(1, args.repeats)))
+            finally:
+                chrome.close()
         finally:
-            chrome.close()
             app.terminate()
-            app.wait(30)
+            try:
+                app.wait(30)
+            except subprocess.TimeoutExpired:
+                app.kill()
+                app.wait()
     median = warm[len(warm) // 2]
     print(f"machine: {machine()}; the app in its own process (python -m app), clicked in chromium")
     print(f"page served after launch (process start): {served:.2f} s; shown in chromium at {shown:.2f} s")
@@ -189,7 +208,7 @@ def browser(args) -> dict:
           f"has loaded: {verdict(first, args.compare_target)}")
     for at, line in ready:
         print(f"  the app printed at {at:.2f} s after launch: {line}")
-    print(f"compare, warm (median of {args.repeats}, other seeds):                   "
+    print(f"compare, warm (median of {len(warm)}, other seeds):                   "
           f"{verdict(median, args.compare_target)}")
     return {"served_s": served, "shown_s": shown, "first_compare_s": first, "compare_s": median, "models": columns}
 

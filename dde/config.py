@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from dde import credit
-from dde.limits import kind_of
+from dde.limits import shown
 
 
 def _f(default: Any, help: str, **kw):  # noqa: A002 - "help" reads best at the call sites
@@ -198,7 +198,7 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
 def from_dict(values: dict) -> TrainConfig:
     """Build a config, rejecting unknown keys by name and reading each value as its field's type."""
     if not isinstance(values, dict):
-        raise ValueError(f"a config must be a mapping of keys to values, got {kind_of(values)}")
+        raise ValueError(f"a config must be a mapping of keys to values, got {shown(values)}")
     hints = typing.get_type_hints(TrainConfig)
     unknown = sorted(set(values) - set(hints))
     if unknown:

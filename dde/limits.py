@@ -9,6 +9,7 @@ config). :func:`number` checks a value against a bound and says what was wrong i
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -53,14 +54,17 @@ FINETUNE = {
 }
 
 
-def kind_of(value) -> str:
-    """What a user sent, in words (for messages; never a Python type name)."""
+def shown(value) -> str:
+    """What a user sent, as a message shows it: short text quoted, a number as written, anything else
+    by its kind in words (never a Python type name or repr)."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 40 else "a long text"
     if value is None:
         return "nothing"
     if isinstance(value, bool):
-        return "true/false"
-    if isinstance(value, (int, float)):
-        return "a number"
+        return "true" if value else "false"
+    if isinstance(value, numbers.Number):
+        return str(value)
     if isinstance(value, (list, tuple, set)):
         return "a list"
     if isinstance(value, dict):
@@ -68,16 +72,21 @@ def kind_of(value) -> str:
     return "something else"
 
 
+def _bound(x: float) -> str:
+    return str(int(x)) if x == int(x) and abs(x) < 1e12 else f"{x:g}"
+
+
 def number(value, bound: Bound) -> float | int:
     """``value`` as a number inside ``bound`` (an int for whole bounds), else ValueError in the
     bound's own words. Refuses booleans, text that is not a number, NaN and infinities."""
+    kind = "a whole number" if bound.whole else "a number"
+    expects = f"{bound.label} must be {kind} in [{_bound(bound.lo)}, {_bound(bound.hi)}], got {shown(value)}"
     if isinstance(value, bool) or value is None:
-        raise ValueError(f"{bound.label} must be a number in [{bound.lo:g}, {bound.hi:g}], got {value!r}")
+        raise ValueError(expects)
     try:
         x = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{bound.label} must be a number in [{bound.lo:g}, {bound.hi:g}], got {value!r}") from None
-    kind = "a whole number" if bound.whole else "a number"
+        raise ValueError(expects) from None
     if not math.isfinite(x) or not bound.lo <= x <= bound.hi or (bound.whole and x != int(x)):
-        raise ValueError(f"{bound.label} must be {kind} in [{bound.lo:g}, {bound.hi:g}], got {value}")
+        raise ValueError(expects)
     return int(x) if bound.whole else x

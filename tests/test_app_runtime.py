@@ -215,7 +215,7 @@ def test_side_by_side_samples_a_backend_given_twice_once(rt, monkeypatch):
     ((PROMPT, "", 0, 5, float("nan"), 1), "guidance"),
     ((PROMPT, "", 0, 5, 2.0, 9), "images per model"),
     ((PROMPT, 5, 0, 5, 2.0, 1), "negative prompt must be text"),
-    ((3, "", 0, 5, 2.0, 1), "prompt must be text, got a number$"),
+    ((3, "", 0, 5, 2.0, 1), "prompt must be text, got 3$"),
 ])
 def test_compare_rejects_bad_input_with_a_message(rt, args, message):
     with pytest.raises(ValueError, match=message):
@@ -341,3 +341,25 @@ def test_page_progress_passes_on_at_most_one_update_per_interval_and_the_last(mo
         report(step / 50, f"step {step}")
     assert seen[0] == (1 / 50, "step 1") and seen[-1] == (1.0, "step 50")
     assert len(seen) == 11  # steps 1, 6, 11, ..., 46 and the last
+
+
+@pytest.mark.parametrize("value, message", [
+    (None, "seed must be a whole number in [0, 2147483647], got nothing"),
+    (True, "seed must be a whole number in [0, 2147483647], got true"),
+    ([1], "seed must be a whole number in [0, 2147483647], got a list"),
+    ({"a": 1}, "seed must be a whole number in [0, 2147483647], got a set of named values"),
+    ("x" * 50, "seed must be a whole number in [0, 2147483647], got a long text"),
+    ("-1", "seed must be a whole number in [0, 2147483647], got '-1'"),
+    (2.5, "seed must be a whole number in [0, 2147483647], got 2.5"),
+])
+def test_out_of_range_or_junk_numbers_are_named_in_words(value, message):
+    import numpy as np
+
+    from dde.limits import APP, FINETUNE, number, shown
+
+    with pytest.raises(ValueError) as err:
+        number(value, FINETUNE["seed"])
+    assert str(err.value) == message
+    assert number(np.int64(3), FINETUNE["seed"]) == 3 and shown(np.int64(3)) == "3"
+    assert "1e-08" in str(pytest.raises(ValueError, number, 0, FINETUNE["lr"]).value)
+    assert number("7", APP["seed"]) == 7

@@ -30,7 +30,7 @@ from diffusers import DDIMScheduler
 
 from dde import ddim
 from dde.io import atomic_save_safetensors
-from dde.limits import APP, SAMPLING, kind_of, number
+from dde.limits import APP, SAMPLING, number, shown
 from dde.schedule import NoiseSchedule
 
 UNET_PREFIX = "unet."  # diffusers' key prefix for the UNet's LoRA layers
@@ -107,7 +107,7 @@ class Backend:
     def validate_prompt(self, prompt: str) -> str:
         """Return the prompt stripped, or raise ValueError with a message for the user."""
         if not isinstance(prompt, str):
-            raise ValueError(f"a prompt must be text, got {kind_of(prompt)}")
+            raise ValueError(f"a prompt must be text, got {shown(prompt)}")
         if not prompt.strip():
             raise ValueError("the prompt is empty")
         limit = int(APP["prompt_chars"].hi)

@@ -20,7 +20,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from dde.limits import kind_of
+from dde.limits import shown
 from dde.run import LORA, WEIGHT_FILES, RunDir
 from dde.toy import ASSETS
 
@@ -77,7 +77,7 @@ def is_lora_file(path: Path) -> bool:
 
 def _text(value, what: str = "a model") -> str:
     if not isinstance(value, str):
-        raise ValueError(f"{what} must be given as text, got {kind_of(value)}")
+        raise ValueError(f"{what} must be given as text, got {shown(value)}")
     text = value.strip()
     if not text:
         raise ValueError(f"no {what.removeprefix('a ').removeprefix('the ')} given")
