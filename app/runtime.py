@@ -250,9 +250,25 @@ class Runtime:
         return choices
 
     def default_models(self) -> list[str]:
-        """What Compare shows first: base, Diffusion-DPO and DDE (toy), else base and --tuned."""
+        """What Evaluate shows first: the base and the next listed models, three in all (toy: base,
+        Diffusion-DPO and DDE)."""
         specs = [v for _, v in self.model_choices()]
         return specs[:MAX_COMPARE_MODELS]
+
+    def compare_defaults(self) -> list[str]:
+        """What Compare shows first, and what the warm-up loads: the base and the default tuned
+        model (``--tuned``; on the embedded world the shipped DDE LoRA). A third model is one pick
+        away in the menu; on 2 CPU cores it makes every Compare about 1.5x slower (bench.app_latency)."""
+        from dde.backends.spec import ALIASES, SHIPPED
+
+        listed = [v for _, v in self.model_choices()]
+        if self.tuned in (*ALIASES, *SHIPPED):
+            tuned = ALIASES.get(self.tuned, self.tuned)
+        elif self.tuned:
+            tuned = self.paths.show(self.tuned)
+        else:
+            tuned = "dde"
+        return ["base"] + [tuned] * (tuned in listed)
 
     def run_choices(self) -> list[tuple[str, str]]:
         """(label, shown path) of runs with logs: the shipped runs and this session's fine-tunes."""
@@ -288,7 +304,7 @@ class Runtime:
     def warm(self) -> Task:
         """Load the default models (and run one tiny sample) in the background, so the first Compare
         after launch does not pay for loading."""
-        specs = [self.spec(s) for s in self.default_models()]
+        specs = [self.spec(s) for s in self.compare_defaults()]
 
         def work(task: Task):
             self.warm_log = []

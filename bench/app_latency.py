@@ -14,9 +14,9 @@ app (HTTP, queue, image encoding) and in-process.
 
 As a visitor sees it: chromium (Debian's, headless) already open, the README's launch command
 (``python -m app``) started in its own process, the page opened as soon as it is served, the
-DDE-vs-base Compare chosen (the Diffusion-DPO column removed from the three default models),
-Generate clicked ``--page-wait`` seconds after the page was served, timed until every image of both
-columns has loaded in the page; then the same with other seeds (warm). Needs chromium and the
+page's default Compare (the base and the shipped DDE LoRA; ``--three`` adds the Diffusion-DPO LoRA),
+Generate clicked ``--page-wait`` seconds after the page was served, timed until every image of every
+column has loaded in the page; then the same with other seeds (warm). Needs chromium and the
 ``playwright`` package (requirements-dev.txt).
 """
 
@@ -54,8 +54,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--page-wait", type=float, default=5.0,
                     help="seconds between the page being served and the first click (a visitor reading it)")
     ap.add_argument("--browser", action="store_true", help="launch python -m app and click in chromium (see above)")
-    ap.add_argument("--default-models", action="store_true",
-                    help="with --browser: click with the page's three default models (base, Diffusion-DPO, DDE)")
+    ap.add_argument("--three", action="store_true",
+                    help="with --browser: add the Diffusion-DPO LoRA to the page's two default models")
     args = ap.parse_args(argv)
     if args.browser:
         return browser(args)
@@ -163,9 +163,11 @@ def browser(args) -> dict:
                 images = page.get_by_label("number input for Images per model", exact=True)
                 images.fill("4")
                 images.press("Tab")
-                columns = 3 if args.default_models else 2
-                if not args.default_models:
-                    page.locator("#compare-models .token", has_text="Diffusion-DPO").locator(".token-remove").click()
+                columns = 3 if args.three else 2
+                if args.three:
+                    page.locator("#compare-models input").click()
+                    page.get_by_role("option", name="shipped Diffusion-DPO LoRA").click()
+                    page.keyboard.press("Escape")
                 expect(page.locator("#compare-models .token")).to_have_count(columns)
                 time.sleep(max(0.0, t0 + served + args.page_wait - time.time()))
 
@@ -204,7 +206,7 @@ def browser(args) -> dict:
     print(f"machine: {machine()}; the app in its own process (python -m app), clicked in chromium")
     print(f"page served after launch (process start): {served:.2f} s; shown in chromium at {shown:.2f} s")
     print(f"first compare, clicked {clicked_at:.2f} s after launch ({args.page_wait:g} s after the page was served), "
-          f"{'base + Diffusion-DPO + DDE' if columns == 3 else 'base + DDE'}, 4 x {columns} x 25, until every image "
+          f"{'base + DDE + Diffusion-DPO' if columns == 3 else 'base + DDE'}, 4 x {columns} x 25, until every image "
           f"has loaded: {verdict(first, args.compare_target)}")
     for at, line in ready:
         print(f"  the app printed at {at:.2f} s after launch: {line}")

@@ -319,13 +319,14 @@ def test_the_page_is_built_before_the_model_libraries_load():
 def test_the_warm_up_loads_every_default_model_and_times_itself(tmp_path):
     rt = Runtime(out=tmp_path)
     task = rt.warm()
-    assert rt.warm_task is task and task.future.result(300) == len(rt.default_models())
+    assert rt.compare_defaults() == ["base", "dde"]  # the shipped DDE LoRA beside the base
+    assert rt.warm_task is task and task.future.result(300) == 2
     assert task.started <= task.finished
     names = [what for what, _ in rt.warm_log]
-    assert names == [f"{verb} {m}" for m in rt.default_models() for verb in ("load", "sample")]
+    assert names == [f"{verb} {m}" for m in ("base", "dde") for verb in ("load", "sample")]
     assert all(seconds >= 0 for _, seconds in rt.warm_log)
     # the Compare after it finds every default model loaded
-    assert len(rt.models._models) == len(rt.default_models())
+    assert len(rt.models._models) == 2
 
 
 def test_page_progress_passes_on_at_most_one_update_per_interval_and_the_last(monkeypatch):
@@ -363,3 +364,12 @@ def test_out_of_range_or_junk_numbers_are_named_in_words(value, message):
     assert number(np.int64(3), FINETUNE["seed"]) == 3 and shown(np.int64(3)) == "3"
     assert "1e-08" in str(pytest.raises(ValueError, number, 0, FINETUNE["lr"]).value)
     assert number("7", APP["seed"]) == 7
+
+
+def test_compare_starts_with_the_base_and_the_default_tuned_model(tmp_path):
+    from dde.backends.spec import SHIPPED
+
+    assert Runtime(out=tmp_path / "a", tuned="dpo").compare_defaults() == ["base", "dpo"]
+    given = Runtime(out=tmp_path / "b", tuned=str(SHIPPED["dpo"]))  # --tuned as a path, as a user gives it
+    assert given.compare_defaults() == ["base", "assets/toy-dpo/lora.safetensors"]
+    assert Runtime(out=tmp_path / "c").default_models() == ["base", "dde", "dpo"]  # Evaluate: every shipped model

@@ -343,6 +343,13 @@ def test_in_a_real_browser(tmp_path):
         app.wait(30)
 
 
+def add_model(page, label: str) -> None:
+    """Pick one more model in Compare's model menu, as a visitor does."""
+    page.locator("#compare-models input").click()
+    page.get_by_role("option", name=label).click()
+    page.keyboard.press("Escape")
+
+
 def _drive(chromium, url, expect, sync_playwright, report: Path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, args=[
@@ -353,8 +360,11 @@ def _drive(chromium, url, expect, sync_playwright, report: Path):
             page.goto(url, wait_until="domcontentloaded")
             expect(page.get_by_role("tab", name="Compare")).to_be_visible(timeout=30_000)
             page.get_by_label("Prompt", exact=True).fill("a small blue triangle on the top on a white background")
+            expect(page.locator("#compare-models .token")).to_have_count(2)  # the base and the shipped DDE LoRA
+            add_model(page, "shipped Diffusion-DPO LoRA")
+            expect(page.locator("#compare-models .token")).to_have_count(3)
             page.locator("#generate").click()
-            for k in range(3):  # base, Diffusion-DPO and DDE: three labelled columns
+            for k in range(3):  # base, DDE and Diffusion-DPO: three labelled columns
                 expect(page.locator(f"#gallery-{k} img").first).to_be_visible(timeout=120_000)
             expect(page.locator("#compare-info")).to_contain_text("same noise", timeout=60_000)
             assert page.locator("#gallery-0 img").count() == 4

@@ -108,7 +108,7 @@ def test_the_app_runtime_on_the_sd_backend(tiny_sd_dir, tmp_path):
     lora_backend.attach_lora(rank=2, init=False)
     lora = lora_backend.save_lora(tmp_path / "allowed" / "lora.safetensors")
     rt = Runtime(backend="sd", model=str(tiny_sd_dir), out=tmp_path / "out", allow=[str(tmp_path / "allowed")])
-    assert rt.default_models() == ["base"] and rt.scorer_paths == {}
+    assert rt.default_models() == rt.compare_defaults() == ["base"] and rt.scorer_paths == {}
     assert [spec for _, spec in rt.model_choices()] == ["base"]  # no toy LoRAs offered on the sd backend
     result = rt.compare_task("a red cat", "", 0, 3, 7.5, 2, ["base", str(lora)]).future.result(300)
     assert [len(images) for images in result.images] == [2, 2] and list(result.scores.columns) == ["image", "seed"]

@@ -63,7 +63,7 @@ def build(rt: Runtime) -> dict:
                 steps = ui.Slider(APP["steps"].lo, APP["steps"].hi, APP["steps"].default, step=1, label="DDIM steps")
                 guidance = ui.Slider(APP["guidance"].lo, APP["guidance"].hi, rt.default_guidance, step=0.5,
                                      label="Guidance")
-            models = ui.Dropdown(rt.model_choices(), value=rt.default_models(), multiselect=True,
+            models = ui.Dropdown(rt.model_choices(), value=rt.compare_defaults(), multiselect=True,
                                  allow_custom_value=True, max_choices=MAX_COMPARE_MODELS, elem_id="compare-models",
                                  label=f"Models (up to {MAX_COMPARE_MODELS}; the base is always the first column)",
                                  info="a listed model, or the path of a LoRA / UNet .safetensors or a run folder")
