@@ -307,7 +307,11 @@ class Runtime:
         specs = [self.spec(s) for s in self.compare_defaults()]
 
         def work(task: Task):
-            self.warm_log = []
+            import importlib
+
+            t = time.time()
+            importlib.import_module("dde.backends.toy" if self.kind == "toy" else "dde.backends.sd")
+            self.warm_log = [("import the model libraries", time.time() - t)]  # diffusers, transformers, peft
             for spec in specs:
                 t = time.time()
                 model = self.models.get(spec)

@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     if warm_task is not None and warm_task.finished is not None:
         print(f"  the lane's warm-up ran {warm_task.started - t0:.2f} -> {warm_task.finished - t0:.2f} s after launch "
               f"(the click came at {t1 - t0:.2f} s): " + ", ".join(f"{what} {sec:.2f} s" for what, sec in warm_log)
-              + " (the first load includes importing the model libraries)")
+)
     print(f"compare 4 images x 2 models x 25 steps, warm (gradio_client): {verdict(warm, args.compare_target)}")
     print(f"compare 4 images x {len(three)} models x 25 steps, warm:          {warm3:.3f} s")
     print(f"credit plot, in-process:                                  {verdict(credit, args.credit_target)}")
