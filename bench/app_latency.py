@@ -110,6 +110,17 @@ def main(argv: list[str] | None = None) -> dict:
             "credit_s": credit, "credit_http_s": http_credit}
 
 
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def add_model(page, label: str) -> None:
+    """Pick one more model in Compare's model menu, as a visitor does."""
+    page.locator("#compare-models input").click()
+    page.get_by_role("option", name=label).click()
+    page.keyboard.press("Escape")
+
+
 def _served(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -132,9 +143,7 @@ def browser(args) -> dict:
     out = tempfile.mkdtemp(prefix="dde-app-bench-")
     with sync_playwright() as p:
         # the visitor's browser is open before the app starts
-        chrome = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        chrome = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         page = chrome.new_page(viewport={"width": 1500, "height": 1100})
         t0 = time.time()
         app = subprocess.Popen([sys.executable, "-m", "app", "--port", str(port), "--out", out], cwd=root,
@@ -165,9 +174,7 @@ def browser(args) -> dict:
                 images.press("Tab")
                 columns = 3 if args.three else 2
                 if args.three:
-                    page.locator("#compare-models input").click()
-                    page.get_by_role("option", name="shipped Diffusion-DPO LoRA").click()
-                    page.keyboard.press("Escape")
+                    add_model(page, "shipped Diffusion-DPO LoRA")
                 expect(page.locator("#compare-models .token")).to_have_count(columns)
                 time.sleep(max(0.0, t0 + served + args.page_wait - time.time()))
 

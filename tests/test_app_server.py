@@ -343,18 +343,11 @@ def test_in_a_real_browser(tmp_path):
         app.wait(30)
 
 
-def add_model(page, label: str) -> None:
-    """Pick one more model in Compare's model menu, as a visitor does."""
-    page.locator("#compare-models input").click()
-    page.get_by_role("option", name=label).click()
-    page.keyboard.press("Escape")
-
-
 def _drive(chromium, url, expect, sync_playwright, report: Path):
+    from bench.app_latency import CHROMIUM_ARGS, add_model
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync", "--no-first-run"])
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1500, "height": 1100}, accept_downloads=True)
             page.goto(url, wait_until="domcontentloaded")
