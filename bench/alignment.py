@@ -22,8 +22,11 @@ Stages, all with the trainer and sampler users run (configs/toy-<variant>.yaml o
 
 Jobs run in --workers processes of --threads torch threads. Finished runs and scored tables are not
 redone: an interrupted study resumes where it stopped, and each invocation is recorded
-(<out>/invocations.json). --budget-minutes bounds one invocation: no job starts after it, the running
-ones finish, and the command exits with status 3 and a message to run it again.
+(<out>/invocations.json). Each finished job's tables (and the credit weight a main-stage run trained
+with) are also kept in <out>/jobs/, which is committed: the study resumes from it on a fresh clone
+whose --runs folder is empty, and the report needs nothing else. --budget-minutes bounds one
+invocation: no job starts after it, the running ones finish, and the command exits with status 3 and
+a message to run it again.
 """
 
 from __future__ import annotations
@@ -79,7 +82,7 @@ def tune(args, runs: Path, log) -> tuple[pd.DataFrame, dict]:
     steps = list(range(args.every, args.max_steps + 1, args.every))
     for widening in range(args.widen + 1):
         jobs = tuning_jobs(TUNED, betas, lrs, prompts, every=args.every, max_steps=args.max_steps,
-                           sample_steps=args.sample_steps, folder=runs / "tune")
+                           sample_steps=args.sample_steps, folder=runs / "tune", ledger=args.ledger / "tune")
         grid = grid_scores(run_jobs(jobs, workers=args.workers, threads=args.threads, log=log, deadline=args.deadline))
         chosen = choose(grid)
         edges = grid_edges(chosen, betas, lrs)
@@ -127,10 +130,10 @@ def main_stage(args, runs: Path, chosen: dict, log) -> tuple[pd.DataFrame, pd.Da
         cfg = _config(variant, beta=c["beta"], lr=c["lr"], seed=seed, steps=total,
                       checkpoint_every=args.every if curve else total,
                       keep_checkpoints_every=args.every if curve else 0, output_dir=str(runs / "main" / name))
-        jobs.append(Job(name, cfg, scorings))
+        jobs.append(Job(name, cfg, scorings, ledger=str(args.ledger / "main"), credit=True))
     base_scorings = [Scoring("held-out", held, [None], seeds=args.eval_seeds, sample_steps=25, seed=0),
                      Scoring("curve", held[:args.curve_prompts], [None], seeds=1, sample_steps=25, seed=0)]
-    jobs.append(Job("base", None, base_scorings, out=str(runs / "main" / "base")))
+    jobs.append(Job("base", None, base_scorings, out=str(runs / "main" / "base"), ledger=str(args.ledger / "main")))
     jobs.sort(key=lambda j: j.config is None or j.config["variant"] not in CURVE_VARIANTS)  # longest first
     done = run_jobs(jobs, workers=args.workers, threads=args.threads, log=log, deadline=args.deadline)
     finals, curves = [], []
@@ -150,6 +153,7 @@ def study(args) -> Path:
 
     out, runs = Path(args.out), Path(args.runs)
     out.mkdir(parents=True, exist_ok=True)
+    args.ledger = out / "jobs"
     times, t_start = {}, time.time()
 
     log = progress_printer(t_start)
@@ -169,18 +173,15 @@ def study(args) -> Path:
     images.to_csv(out / "images.csv", index=False)
     curve.to_csv(out / "curve_images.csv", index=False)
     times["main"] = time.time() - t0
-    from dde.run import RunDir
-
     meta = {"command": " ".join(["python -m bench.alignment", shlex.join(args.argv)]).strip(),
             "date": time.strftime("%F %T %Z"), "machine": machine_line(args.workers, args.threads),
             "chosen": chosen, "variants": list(args.variants), "seeds": args.seeds, "eval_seeds": args.eval_seeds,
             "max_steps": args.max_steps, "every": args.every, "sample_steps": args.sample_steps,
             "prompts": {"held-out": len(held_out_prompts(args.prompts)), "tune": args.tune_prompts,
                         "curve": args.curve_prompts},
-            "runs": _rel(runs), "minutes": {k: round(v / 60, 1) for k, v in times.items()}
+            "runs": _rel(runs), "ledger": _rel(args.ledger), "minutes": {k: round(v / 60, 1) for k, v in times.items()}
             | {"total": round((time.time() - t_start) / 60, 1)},
-            "train_minutes": {j.name: round(RunDir(j.config["output_dir"]).status()["seconds"] / 60, 2)
-                              for j in done if j.config is not None}}
+            "train_minutes": {j.name: round(j.result["run_seconds"] / 60, 2) for j in done if j.config is not None}}
     meta["history"] = _record(out, {"date": meta["date"], "minutes": meta["minutes"]["total"],
                                     "trained": sorted(j.name for j in done if j.result.get("train_seconds", 0) > 0)})
     atomic_write_json(meta, out / "study.json")

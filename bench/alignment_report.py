@@ -108,24 +108,16 @@ def _first_reach(curves: np.ndarray, targets: np.ndarray, steps: list[int]) -> n
 
 
 def credit_table(meta: dict) -> pd.DataFrame:
-    """The credit weight each variant trained with: each seed's final calibration table (mean over
-    seeds) for the calibrated variants, the closed form for the others."""
-    from dde import credit
-    from dde.config import from_dict
-    from dde.run import RunDir
-
+    """The credit weight each variant trained with: the mean over its main-stage runs of the weight each
+    run trained with (its final calibration for the calibrated variants), from the study's ledger (the
+    runs this study used: those in its train_minutes)."""
     frames = []
-    runs = ROOT / meta["runs"] / "main"
+    ledger = ROOT / meta["ledger"] / "main" if meta.get("ledger") else None
+    names = set(meta.get("train_minutes", {}))
+    records = [json.loads(p.read_text()) for p in sorted(ledger.glob("*/job.json")) if p.parent.name in names
+               ] if ledger else []
     for v in meta["variants"]:
-        ws = []
-        for run in sorted(runs.glob(f"{v}-b*-s*")):
-            rd = RunDir(run)
-            schedule = rd.schedule()
-            if schedule is None or rd.config_dict().get("variant") != v:
-                continue
-            cfg = from_dict(rd.config_dict())
-            table = rd.calibration_table() if credit.REGISTRY[v].calibrated else None
-            ws.append(credit.weights(v, schedule, table, t_range=tuple(cfg.t_range), **cfg.variant_params).numpy())
+        ws = [r["credit"] for r in records if r.get("config") and r["config"]["variant"] == v and "credit" in r]
         if ws:
             w = np.mean(ws, axis=0)
             frames.append(pd.DataFrame({"t": np.arange(len(w)), "series": v, "value": w, "lo": w, "hi": w}))

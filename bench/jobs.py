@@ -5,6 +5,12 @@ interrupted one resumes from its checkpoint) and scores chosen weights of the ru
 with the judge, every model sampling every prompt from the same seeds (paired). Every table is
 cached as a CSV in the run folder, so an interrupted study resumes where it stopped. Jobs run in
 worker processes of a few torch threads each.
+
+A job given a ``ledger`` folder also copies what it produced there when it finishes: its tables and
+a job.json holding the config, the input digests, the scorings and the run's timings (and, if asked,
+the credit weight it trained with). The ledger is small and committed, so a study resumes on a fresh
+clone, whose runs folder is empty: a job whose ledger entry matches it exactly is read back, not
+run again.
 """
 
 from __future__ import annotations
@@ -43,6 +49,8 @@ class Job:
     config: dict | None
     scorings: list[Scoring]
     out: str = ""  # where a base-model job caches its tables (runs cache in their own folder)
+    ledger: str = ""  # a folder (committed) that keeps the finished job's tables: see the module's docstring
+    credit: bool = False  # also keep the credit weight the run trained with (in the ledger's job.json)
     result: dict = field(default_factory=dict)
 
 
@@ -62,21 +70,22 @@ def run_name(variant: str, beta: float, lr: float, seed: int) -> str:
 
 
 def tuning_jobs(variants, betas, lrs, prompts: list[str], *, every: int, max_steps: int, sample_steps: int,
-                folder: Path) -> list[Job]:
+                folder: Path, ledger: str | Path = "") -> list[Job]:
     """One tuning run per (variant, beta, lr) under ``folder`` (seed TUNE_SEED), each checkpoint every
     ``every`` steps scored on ``prompts``; first, the base model on the same prompts and noise (its
-    scores are every run's step 0)."""
+    scores are every run's step 0). ``ledger``: where the finished jobs are kept (see the docstring)."""
     import itertools
 
     steps = list(range(every, max_steps + 1, every))
     scoring = Scoring("tune", prompts, steps, seeds=1, sample_steps=sample_steps, seed=TUNE_NOISE)
+    ledger = str(ledger)
     jobs = [Job("base", None, [Scoring("tune", prompts, [None], seeds=1, sample_steps=sample_steps, seed=TUNE_NOISE)],
-                out=str(folder / "base"))]
+                out=str(folder / "base"), ledger=ledger)]
     for v, b, lr in itertools.product(variants, betas, lrs):
         name = run_name(v, b, lr, TUNE_SEED)
         jobs.append(Job(name, preset(v, beta=b, lr=lr, seed=TUNE_SEED, steps=max_steps, checkpoint_every=every,
                                      keep_checkpoints_every=every, judge_prompts=0, output_dir=str(folder / name)),
-                        [scoring]))
+                        [scoring], ledger=ledger))
     return jobs
 
 
@@ -85,7 +94,8 @@ def _table_path(folder: Path, scoring: Scoring, step: int | None) -> Path:
 
 
 def score(model_for_step, folder: Path, scoring: Scoring) -> pd.DataFrame:
-    """The per-image judge tables of every step of ``scoring``, each cached in ``folder``."""
+    """The per-image judge tables of every step of ``scoring``, each cached in ``folder``
+    (``model_for_step`` None: every table must be there already)."""
     from analysis.evaluate import evaluate_models
     from dde.io import atomic_write_text
 
@@ -93,6 +103,8 @@ def score(model_for_step, folder: Path, scoring: Scoring) -> pd.DataFrame:
     for step in scoring.steps:
         path = _table_path(folder, scoring, step)
         if not path.is_file():
+            if model_for_step is None:
+                raise FileNotFoundError(path)
             table = evaluate_models({"model": model_for_step(step)}, scoring.prompts, seeds=scoring.seeds,
                                     steps=scoring.sample_steps, seed=scoring.seed)
             atomic_write_text(table.to_csv(index=False), path)
@@ -164,15 +176,17 @@ def _check_inputs(folder: Path, config: dict | None) -> None:
 
 
 def run_job(job: Job) -> Job:
-    """Train (unless finished) and score; fills ``job.result`` with tables and timings. A folder made
-    from another base model or other pairs (inputs.json) raises StaleRunError."""
+    """Train (unless finished) and score; fills ``job.result`` with tables and timings (``run_seconds``:
+    the run's own training time, over all its invocations). A folder made from another base model or
+    other pairs (inputs.json) raises StaleRunError. With a ledger, the finished job is kept there
+    (run_jobs reads matching entries back before it runs anything)."""
     from dde.backends.spec import ModelSpec, load_model
     from dde.config import from_dict
     from dde.run import RunDir
     from dde.train import train
 
     t0 = time.time()
-    train_seconds = 0.0
+    train_seconds, run_seconds = 0.0, 0.0
     if job.config is None:
         folder = Path(job.out)
         _check_inputs(folder, None)
@@ -187,10 +201,94 @@ def run_job(job: Job) -> Job:
             train(cfg, progress=False)
             train_seconds = time.time() - t0
         folder = run.path
+        run_seconds = float((run.status() or {}).get("seconds", train_seconds))
         model_for_step = lambda step: load_model(ModelSpec("toy", cfg.model, run.weights(step)))  # noqa: E731
     tables = {s.name: score(model_for_step, folder, s) for s in job.scorings}
-    job.result = {"tables": tables, "train_seconds": round(train_seconds, 1), "seconds": round(time.time() - t0, 1)}
+    job.result = {"tables": tables, "train_seconds": round(train_seconds, 1), "seconds": round(time.time() - t0, 1),
+                  "run_seconds": round(run_seconds, 1), "restored": False}
+    if job.ledger:
+        keep(job, folder)
     return job
+
+
+# ----- the ledger: finished jobs' tables, committed -----------------------------------------------
+def _entry(job: Job) -> dict:
+    """What a ledger entry must match to stand for ``job``: its config (less where its run lives), its
+    inputs' digests and its scorings."""
+    import json
+    from dataclasses import asdict
+
+    config = None if job.config is None else {k: v for k, v in job.config.items() if k != "output_dir"}
+    return json.loads(json.dumps({"name": job.name, "config": config, "inputs": input_digests(job.config),
+                                  "scorings": [asdict(s) for s in job.scorings]}, default=str))
+
+
+def _trained_credit(run_folder: Path) -> list[float]:
+    """The credit weight per timestep the run trained with (its last calibration for calibrated variants)."""
+    from dde import credit
+    from dde.config import from_dict
+    from dde.run import RunDir
+
+    run = RunDir(run_folder)
+    cfg = from_dict(run.config_dict())
+    table = run.calibration_table() if credit.REGISTRY[cfg.variant].calibrated else None
+    w = credit.weights(cfg.variant, run.schedule(), table, t_range=tuple(cfg.t_range), **cfg.variant_params)
+    return [round(float(x), 6) for x in w]
+
+
+def keep(job: Job, folder: Path) -> Path:
+    """Copy ``job``'s tables from ``folder`` into its ledger entry and write job.json (last: it marks
+    the entry complete). Returns the entry's folder."""
+    import shutil
+
+    from dde.io import atomic_write_json
+
+    entry = Path(job.ledger) / job.name
+    entry.mkdir(parents=True, exist_ok=True)
+    (entry / "job.json").unlink(missing_ok=True)  # incomplete until rewritten below
+    for s in job.scorings:
+        for step in s.steps:
+            src = _table_path(folder, s, step)
+            shutil.copyfile(src, entry / src.name)
+    record = _entry(job) | {k: job.result[k] for k in ("seconds", "train_seconds", "run_seconds")}
+    if job.credit and job.config is not None:
+        record["credit"] = job.result["credit"] = _trained_credit(folder)
+    atomic_write_json(record, entry / "job.json")
+    return entry
+
+
+def ledger_entry(job: Job) -> dict | None:
+    """The job's ledger record if its entry exists, is complete and matches the job, else None."""
+    import json
+
+    if not job.ledger:
+        return None
+    path = Path(job.ledger) / job.name / "job.json"
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    want = _entry(job)
+    if any(record.get(k) != v for k, v in want.items()):
+        return None
+    return record
+
+
+def restore(job: Job) -> bool:
+    """Fill ``job.result`` from its ledger entry (no training, no sampling) if there is a matching one."""
+    record = ledger_entry(job)
+    if record is None:
+        return False
+    entry = Path(job.ledger) / job.name
+    try:
+        tables = {s.name: score(None, entry, s) for s in job.scorings}
+    except (FileNotFoundError, ValueError, pd.errors.ParserError):
+        return False
+    job.result = {"tables": tables, "train_seconds": 0.0, "seconds": 0.0,
+                  "run_seconds": float(record.get("run_seconds", 0.0)), "restored": True}
+    if "credit" in record:
+        job.result["credit"] = record["credit"]
+    return True
 
 
 def _init_worker(threads: int) -> None:
@@ -202,10 +300,11 @@ def _init_worker(threads: int) -> None:
 class BudgetSpentError(RuntimeError):
     """The invocation's time budget ran out before every job started; rerunning resumes."""
 
-    def __init__(self, done: int, total: int) -> None:
-        super().__init__(f"time budget spent with {done} of {total} jobs done; run the same command again to continue "
-                         "(finished runs and scored tables are kept)")
-        self.done, self.total = done, total
+    def __init__(self, done: int, total: int, earlier: int = 0) -> None:
+        kept = f" ({earlier} of them read back from earlier invocations)" if earlier else ""
+        super().__init__(f"time budget spent with {done} of {total} jobs done{kept}; run the same command again to "
+                         "continue (finished runs and scored tables are kept)")
+        self.done, self.total, self.earlier = done, total, earlier
 
 
 def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
@@ -216,11 +315,15 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
     is one run, minutes long), and BudgetSpentError is raised if any job was left unstarted.
     ``runner`` (default run_job) must be a module-level function: worker processes import it."""
     runner = runner or run_job
-    done: dict[int, Job] = {}
+    done: dict[int, Job] = {i: job for i, job in enumerate(jobs) if restore(job)}  # the ledger's, before any deadline
+    earlier = len(done)
+    if earlier:
+        print(f"{earlier} of {len(jobs)} jobs read back from their ledger", flush=True)
+    todo = [(i, job) for i, job in enumerate(jobs) if i not in done]
     late = (lambda: False) if deadline is None else (lambda: time.time() >= deadline)
-    if workers <= 1 or len(jobs) <= 1:
+    if workers <= 1 or len(todo) <= 1:
         _init_worker(threads)
-        for i, job in enumerate(jobs):
+        for i, job in todo:
             if late():
                 break
             done[i] = runner(job)
@@ -229,7 +332,7 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
     else:
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker,
                                  initargs=(threads,)) as pool:
-            queue, running = list(enumerate(jobs)), {}
+            queue, running = list(todo), {}
             while queue or running:
                 while queue and len(running) < workers and not late():  # start jobs only as workers free up
                     i, job = queue.pop(0)
@@ -243,7 +346,7 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
                     if log:
                         log(done[i], len(done), len(jobs))
     if len(done) < len(jobs):
-        raise BudgetSpentError(len(done), len(jobs))
+        raise BudgetSpentError(len(done), len(jobs), earlier)
     return [done[i] for i in range(len(jobs))]
 
 

@@ -152,6 +152,51 @@ def test_a_runs_folder_from_other_inputs_is_refused(tmp_path):
     assert set(jobs.input_digests({"model": str(model), "data": str(folder)})) >= {"pairs/pairs.jsonl"}
 
 
+def _no_runner(job):  # a job the ledger should have answered must not run
+    raise AssertionError(f"{job.name} ran although its ledger entry matches")
+
+
+def test_the_ledger_keeps_finished_jobs_for_a_fresh_clone(tmp_path):
+    """A finished job's tables are kept in its ledger; with the runs folder gone (a fresh clone) the job
+    is read back, not run, and counts as done before any deadline; a changed job is run again."""
+    import json
+    import shutil
+    import time
+
+    from bench import jobs
+    from dde.toy.report import training_prompts_spread
+
+    prompts = training_prompts_spread(2)
+
+    def job(seed=0):
+        return jobs.Job("base", None, [jobs.Scoring("tune", prompts, [None], seeds=1, sample_steps=2, seed=seed)],
+                        out=str(tmp_path / "runs" / "base"), ledger=str(tmp_path / "ledger"))
+
+    first = jobs.run_jobs([job()], workers=1)[0]
+    assert not first.result["restored"]
+    record = json.loads((tmp_path / "ledger" / "base" / "job.json").read_text())
+    assert record["config"] is None and set(record["inputs"]) >= {"model/unet.safetensors"}
+    assert (tmp_path / "ledger" / "base" / "eval-tune-final.csv").is_file()
+
+    shutil.rmtree(tmp_path / "runs")  # what a fresh clone has: the ledger only
+    again = jobs.run_jobs([job()], workers=1, runner=_no_runner)[0]
+    assert again.result["restored"] and again.result["train_seconds"] == 0
+    pd.testing.assert_frame_equal(again.result["tables"]["tune"], first.result["tables"]["tune"])
+
+    # read back before the deadline is looked at: the budget message counts it, with its origin
+    other = jobs.Job("other", None, [], ledger=str(tmp_path / "ledger"))
+    with pytest.raises(jobs.BudgetSpentError, match=r"1 of 2 jobs done \(1 of them read back from earlier"):
+        jobs.run_jobs([job(), other], workers=1, deadline=time.time() - 1, runner=_no_runner)
+
+    # another scoring (other noise) does not match the entry: it runs, and replaces the entry
+    changed = jobs.run_jobs([job(seed=7)], workers=1)[0]
+    assert not changed.result["restored"]
+    assert json.loads((tmp_path / "ledger" / "base" / "job.json").read_text())["scorings"][0]["seed"] == 7
+    # an incomplete entry (a table missing) is not read back
+    (tmp_path / "ledger" / "base" / "eval-tune-final.csv").unlink()
+    assert not jobs.restore(job(seed=7))
+
+
 @pytest.mark.slow
 def test_the_study_writes_its_report(tmp_path):
     import json
@@ -182,6 +227,16 @@ def test_the_study_writes_its_report(tmp_path):
     curve = pd.read_csv(tmp_path / "out" / "curve.csv")
     assert sorted(curve.step.unique()) == [0, 1, 2]
     assert "**DDE vs Diffusion-DPO**" in text and "## Learning curves" in text and "half-width" in text
+    credit = pd.read_csv(tmp_path / "out" / "credit_weights.csv")
+    assert set(credit.series) == {"dpo", "dde", "window"}
+    # a fresh clone has the committed outputs (the ledger among them) but no runs: nothing is trained
+    # or sampled again, and the same report comes out
+    __import__("shutil").rmtree(tmp_path / "runs")
+    main(small)
+    invocations = json.loads((tmp_path / "out" / "invocations.json").read_text())
+    assert invocations[-1]["trained"] == []
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "summary.csv"), summary)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "credit_weights.csv"), credit)
     # the report can be rewritten from the saved outputs alone
     (tmp_path / "out" / "discussion.md").write_text("Hand-written reading.")
     main(["--report-only", "--no-png", "--out", str(tmp_path / "out")])
