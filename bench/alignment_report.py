@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.stats import paired_outcomes, per_prompt, seed_bootstrap
-from bench.alignment import CURVE_VARIANTS, ROOT, VARIANTS
+from bench.alignment import CURVE_VARIANTS, VARIANTS
 from dde.toy.judge import ATTRIBUTES
 
 N_BOOT = 4000
@@ -107,15 +107,13 @@ def _first_reach(curves: np.ndarray, targets: np.ndarray, steps: list[int]) -> n
     return first.astype(float)
 
 
-def credit_table(meta: dict) -> pd.DataFrame:
+def credit_table(meta: dict, ledger: Path) -> pd.DataFrame:
     """The credit weight each variant trained with: the mean over its main-stage runs of the weight each
-    run trained with (its final calibration for the calibrated variants), from the study's ledger (the
-    runs this study used: those in its train_minutes)."""
+    run trained with (its final calibration for the calibrated variants), from the study's ledger
+    (``ledger``: <out>/jobs/main; the runs this study used: those in its train_minutes)."""
     frames = []
-    ledger = ROOT / meta["ledger"] / "main" if meta.get("ledger") else None
     names = set(meta.get("train_minutes", {}))
-    records = [json.loads(p.read_text()) for p in sorted(ledger.glob("*/job.json")) if p.parent.name in names
-               ] if ledger else []
+    records = [json.loads(p.read_text()) for p in sorted(ledger.glob("*/job.json")) if p.parent.name in names]
     for v in meta["variants"]:
         ws = [r["credit"] for r in records if r.get("config") and r["config"]["variant"] == v and "credit" in r]
         if ws:
@@ -139,7 +137,7 @@ def report(out: Path, png: bool = True, results: str | None = None) -> Path:
     figures["learning_curves"] = plots.lines_with_bands(
         curve, "step", title="Judge score on held-out prompts vs training step (95% interval)",
         x_title="training step", y_title="mean judge score")
-    weights = credit_table(meta)
+    weights = credit_table(meta, out / "jobs" / "main")
     if len(weights):
         weights.to_csv(out / "credit_weights.csv", index=False)
         figures["credit_weights"] = plots.credit_weights_figure(weights.drop(columns=["lo", "hi"]))

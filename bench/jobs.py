@@ -93,22 +93,54 @@ def _table_path(folder: Path, scoring: Scoring, step: int | None) -> Path:
     return folder / f"eval-{scoring.name}-{'final' if step is None else f'{step:07d}'}.csv"
 
 
+def _images(scoring: Scoring) -> list[tuple[str, int]]:
+    """The (prompt, seed) of every image of ``scoring``, in the order evaluate_models writes them."""
+    n = len(scoring.prompts)
+    return [(p, scoring.seed + k * n + i) for k in range(scoring.seeds) for i, p in enumerate(scoring.prompts)]
+
+
+def _spec(scoring: Scoring) -> dict:
+    """What a scoring's tables depend on besides the weights (its steps pick which tables there are)."""
+    return {"prompts": list(scoring.prompts), "seeds": scoring.seeds, "sample_steps": scoring.sample_steps,
+            "seed": scoring.seed}
+
+
 def score(model_for_step, folder: Path, scoring: Scoring) -> pd.DataFrame:
     """The per-image judge tables of every step of ``scoring``, each cached in ``folder``
-    (``model_for_step`` None: every table must be there already)."""
-    from analysis.evaluate import evaluate_models
-    from dde.io import atomic_write_text
+    (``model_for_step`` None: every table must be there already). A cached table is used only if it
+    holds this scoring's images; eval-<name>.json records the scoring's prompts, seeds and sampler
+    steps, and tables cached under another one are dropped."""
+    import json
 
+    from analysis.evaluate import evaluate_models
+    from dde.io import atomic_write_json, atomic_write_text
+
+    if model_for_step is not None:
+        spec_path, want = folder / f"eval-{scoring.name}.json", _spec(scoring)
+        try:
+            held = json.loads(spec_path.read_text())
+        except (OSError, ValueError):
+            held = None
+        if held != want:
+            if held is not None:
+                for stale in folder.glob(f"eval-{scoring.name}-*.csv"):
+                    stale.unlink()
+            atomic_write_json(want, spec_path)
+    expected = _images(scoring)
     frames = []
     for step in scoring.steps:
         path = _table_path(folder, scoring, step)
-        if not path.is_file():
+        table = pd.read_csv(path) if path.is_file() else None
+        if table is not None and list(zip(table.prompt, table.seed)) != expected:
+            table = None  # cached for other prompts or noise
+        if table is None:
             if model_for_step is None:
-                raise FileNotFoundError(path)
+                raise FileNotFoundError(f"{path} (missing, or not this scoring's images)")
             table = evaluate_models({"model": model_for_step(step)}, scoring.prompts, seeds=scoring.seeds,
                                     steps=scoring.sample_steps, seed=scoring.seed)
             atomic_write_text(table.to_csv(index=False), path)
-        frames.append(pd.read_csv(path).assign(step=-1 if step is None else step))
+            table = pd.read_csv(path)
+        frames.append(table.assign(step=-1 if step is None else step))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -198,6 +230,8 @@ def run_job(job: Job) -> Job:
         _check_inputs(run.path, job.config)
         status = run.status() or {}
         if not (status.get("status") == "finished" and status.get("step") == cfg.steps):
+            for cached in run.path.glob("eval-*"):  # scored weights that this training replaces
+                cached.unlink()
             train(cfg, progress=False)
             train_seconds = time.time() - t0
         folder = run.path
@@ -212,14 +246,19 @@ def run_job(job: Job) -> Job:
 
 
 # ----- the ledger: finished jobs' tables, committed -----------------------------------------------
+LEDGER_VERSION = 1  # raise it when a change to the trainer, sampler or judge changes what a job produces
+
+
 def _entry(job: Job) -> dict:
-    """What a ledger entry must match to stand for ``job``: its config (less where its run lives), its
-    inputs' digests and its scorings."""
+    """What a ledger entry must match to stand for ``job``: the ledger's version, the job's config
+    (less where its run lives), its inputs' digests and its scorings (nothing that depends on where
+    the repository is or when its files were written)."""
     import json
     from dataclasses import asdict
 
     config = None if job.config is None else {k: v for k, v in job.config.items() if k != "output_dir"}
-    return json.loads(json.dumps({"name": job.name, "config": config, "inputs": input_digests(job.config),
+    return json.loads(json.dumps({"version": LEDGER_VERSION, "name": job.name, "config": config,
+                                  "inputs": input_digests(job.config),
                                   "scorings": [asdict(s) for s in job.scorings]}, default=str))
 
 
@@ -246,10 +285,12 @@ def keep(job: Job, folder: Path) -> Path:
     entry = Path(job.ledger) / job.name
     entry.mkdir(parents=True, exist_ok=True)
     (entry / "job.json").unlink(missing_ok=True)  # incomplete until rewritten below
-    for s in job.scorings:
-        for step in s.steps:
-            src = _table_path(folder, s, step)
-            shutil.copyfile(src, entry / src.name)
+    tables = {_table_path(folder, s, step).name for s in job.scorings for step in s.steps}
+    for old in entry.glob("eval-*.csv"):
+        if old.name not in tables:  # from an earlier version of the job
+            old.unlink()
+    for name in sorted(tables):
+        shutil.copyfile(folder / name, entry / name)
     record = _entry(job) | {k: job.result[k] for k in ("seconds", "train_seconds", "run_seconds")}
     if job.credit and job.config is not None:
         record["credit"] = job.result["credit"] = _trained_credit(folder)
@@ -269,7 +310,9 @@ def ledger_entry(job: Job) -> dict | None:
     except (OSError, ValueError):
         return None
     want = _entry(job)
-    if any(record.get(k) != v for k, v in want.items()):
+    record.setdefault("version", 1)  # entries written before the version was recorded
+    if any(record.get(k) != v for k, v in want.items()) or (job.credit and job.config is not None
+                                                            and "credit" not in record):
         return None
     return record
 
@@ -313,7 +356,9 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
     ``log(job, done, total)`` after each. Returns the jobs with their results, in input order.
     ``deadline`` (a ``time.time()``): no job starts after it; the jobs running then finish (each
     is one run, minutes long), and BudgetSpentError is raised if any job was left unstarted.
-    ``runner`` (default run_job) must be a module-level function: worker processes import it."""
+    ``runner`` (default run_job) must be a module-level function: worker processes import it.
+    Jobs with a matching ledger entry are read back first, in this process, and count as done
+    whatever the deadline."""
     runner = runner or run_job
     done: dict[int, Job] = {i: job for i, job in enumerate(jobs) if restore(job)}  # the ledger's, before any deadline
     earlier = len(done)

@@ -188,13 +188,50 @@ def test_the_ledger_keeps_finished_jobs_for_a_fresh_clone(tmp_path):
     with pytest.raises(jobs.BudgetSpentError, match=r"1 of 2 jobs done \(1 of them read back from earlier"):
         jobs.run_jobs([job(), other], workers=1, deadline=time.time() - 1, runner=_no_runner)
 
-    # another scoring (other noise) does not match the entry: it runs, and replaces the entry
+    # another scoring (other noise) does not match the entry: it runs, and replaces the entry; the
+    # runs folder's cached table (the first noise) is not taken for it
+    jobs.run_jobs([job()], workers=1)  # cache the first noise's table in runs/ again
     changed = jobs.run_jobs([job(seed=7)], workers=1)[0]
     assert not changed.result["restored"]
-    assert json.loads((tmp_path / "ledger" / "base" / "job.json").read_text())["scorings"][0]["seed"] == 7
-    # an incomplete entry (a table missing) is not read back
+    assert changed.result["tables"]["tune"].seed.tolist() == [7, 8]
+    kept = json.loads((tmp_path / "ledger" / "base" / "job.json").read_text())
+    assert kept["scorings"][0]["seed"] == 7 and kept["version"] == jobs.LEDGER_VERSION
+    assert pd.read_csv(tmp_path / "ledger" / "base" / "eval-tune-final.csv").seed.tolist() == [7, 8]
+    # an entry from another ledger version, or an incomplete one (a table missing), is not read back
+    kept["version"] = jobs.LEDGER_VERSION + 1
+    (tmp_path / "ledger" / "base" / "job.json").write_text(json.dumps(kept))
+    assert not jobs.restore(job(seed=7))
+    kept["version"] = jobs.LEDGER_VERSION
+    (tmp_path / "ledger" / "base" / "job.json").write_text(json.dumps(kept))
+    assert jobs.restore(job(seed=7))
     (tmp_path / "ledger" / "base" / "eval-tune-final.csv").unlink()
     assert not jobs.restore(job(seed=7))
+
+
+def test_cached_tables_of_another_scoring_are_not_reused(tmp_path):
+    """A run folder's cached table stands only for the scoring that made it: other prompts or noise
+    are scored anew, and another sampler step count (recorded in eval-<name>.json) drops the tables."""
+    from bench import jobs
+    from dde.toy.report import training_prompts_spread
+
+    prompts = training_prompts_spread(3)
+    calls = []
+
+    def model(step):
+        calls.append(step)
+        from dde.backends.spec import ModelSpec, load_model
+        return load_model(ModelSpec("toy"))
+
+    first = jobs.score(model, tmp_path, jobs.Scoring("tune", prompts[:2], [None], sample_steps=2))
+    assert len(calls) == 1 and first.prompt.tolist() == prompts[:2]
+    jobs.score(model, tmp_path, jobs.Scoring("tune", prompts[:2], [None], sample_steps=2))
+    assert len(calls) == 1  # the same scoring: read from the cache
+    other = jobs.score(model, tmp_path, jobs.Scoring("tune", prompts, [None], sample_steps=2))
+    assert len(calls) == 2 and other.prompt.tolist() == prompts
+    jobs.score(model, tmp_path, jobs.Scoring("tune", prompts, [None], sample_steps=3))
+    assert len(calls) == 3
+    with pytest.raises(FileNotFoundError, match="not this scoring's images"):
+        jobs.score(None, tmp_path, jobs.Scoring("tune", prompts[:1], [None], sample_steps=3))
 
 
 @pytest.mark.slow
@@ -231,8 +268,9 @@ def test_the_study_writes_its_report(tmp_path):
     assert set(credit.series) == {"dpo", "dde", "window"}
     # a fresh clone has the committed outputs (the ledger among them) but no runs: nothing is trained
     # or sampled again, and the same report comes out
-    __import__("shutil").rmtree(tmp_path / "runs")
-    main(small)
+    clone = [a if a != str(tmp_path / "runs") else str(tmp_path / "clone-runs") for a in small]
+    main(clone)
+    assert not (tmp_path / "clone-runs").exists()  # nothing trained, sampled or scored
     invocations = json.loads((tmp_path / "out" / "invocations.json").read_text())
     assert invocations[-1]["trained"] == []
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "summary.csv"), summary)
