@@ -2,6 +2,7 @@
 
     python -m bench.alignment                # tune, train, evaluate, write docs/RESULTS.md (resumable)
     python -m bench.alignment --report-only  # rewrite docs/RESULTS.md from the study's saved outputs
+    python -m bench.alignment --status       # where the study stands, from its ledger (runs nothing)
 
 Stages, all with the trainer and sampler users run (configs/toy-<variant>.yaml on the shipped pairs):
 
@@ -190,6 +191,43 @@ def study(args) -> Path:
     return report(out, png=not args.no_png, results=args.results)
 
 
+def status(args) -> str:
+    """Where the study stands, read from its ledger (<out>/jobs) alone: nothing is trained or sampled.
+    Every job the ledger does not hold counts as not started."""
+    args.ledger, args.deadline, args.workers = Path(args.out) / "jobs", 0.0, 1
+    runs = Path(args.runs)
+    lines = []
+
+    def left(err: BudgetSpentError, stage: str) -> str:
+        kept = [j.result["recorded_seconds"] for j in err.finished if j.config is not None]
+        mean = sum(kept) / len(kept) if kept else None
+        eta = (f"; at the kept runs' mean of {mean:.0f} s a job, about {(err.total - err.done) * mean / 60 / 2:.0f} "
+               "min on 2 workers" if mean and stage == "tuning" else "")
+        return f"{stage}: {err.done} of {err.total} jobs kept, {err.total - err.done} to run{eta}" + (
+            " (the grid may still widen)" if stage == "tuning" else "")
+
+    try:
+        grid, chosen = tune(args, runs, None)
+    except BudgetSpentError as err:
+        lines.append(left(err, "tuning"))
+        trained = [j for j in err.finished if j.config is not None]
+        if trained:
+            for variant, c in choose(grid_scores(trained)).items():
+                lines.append(f"  best so far: {variant} beta {c['beta']:g}, lr {c['lr']:g}, step {c['steps']}: "
+                             f"{c['tune_score']:.3f}")
+        lines.append("main stage: not started (it needs the tuning's choices)")
+        return "\n".join(lines)
+    lines.append("tuning: complete; chosen: " + "; ".join(f"{v} beta {c['beta']:g}, lr {c['lr']:g}, step {c['steps']} "
+                                                         f"({c['tune_score']:.3f})" for v, c in chosen.items()))
+    try:
+        main_stage(args, runs, chosen, None)
+    except BudgetSpentError as err:
+        lines.append(left(err, "main stage"))
+        return "\n".join(lines)
+    lines.append("main stage: complete; `python -m bench.alignment` writes the report from the ledger")
+    return "\n".join(lines)
+
+
 def _record(out: Path, invocation: dict) -> list[dict]:
     """Append one invocation (finished or stopped by its budget) to <out>/invocations.json; returns all
     (invocations recorded before that file existed lived in study.json's history)."""
@@ -228,6 +266,8 @@ def main(argv: list[str] | None = None) -> Path:
     ap.add_argument("--results", default=None, help="the markdown report (default: <out>/../RESULTS.md)")
     ap.add_argument("--no-png", action="store_true", help="skip PNG export (needs chromium)")
     ap.add_argument("--report-only", action="store_true", help="rewrite the report from <out> without running")
+    ap.add_argument("--status", action="store_true",
+                    help="print where the study stands (jobs kept in <out>/jobs, best tuning scores) and run nothing")
     args = ap.parse_args(argv)
     args.argv = list(argv if argv is not None else sys.argv[1:])
     unknown = set(args.variants) - set(VARIANTS)
@@ -239,6 +279,9 @@ def main(argv: list[str] | None = None) -> Path:
 
     if args.report_only:
         return report(Path(args.out), png=not args.no_png, results=args.results)
+    if args.status:
+        print(status(args))
+        return Path(args.out)
     try:
         return study(args)
     except BudgetSpentError as err:

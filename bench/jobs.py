@@ -327,7 +327,7 @@ def restore(job: Job) -> bool:
         tables = {s.name: score(None, entry, s) for s in job.scorings}
     except (FileNotFoundError, ValueError, pd.errors.ParserError):
         return False
-    job.result = {"tables": tables, "train_seconds": 0.0, "seconds": 0.0,
+    job.result = {"tables": tables, "train_seconds": 0.0, "seconds": 0.0, "recorded_seconds": record["seconds"],
                   "run_seconds": float(record.get("run_seconds", 0.0)), "restored": True}
     if "credit" in record:
         job.result["credit"] = record["credit"]
@@ -343,11 +343,11 @@ def _init_worker(threads: int) -> None:
 class BudgetSpentError(RuntimeError):
     """The invocation's time budget ran out before every job started; rerunning resumes."""
 
-    def __init__(self, done: int, total: int, earlier: int = 0) -> None:
+    def __init__(self, done: int, total: int, earlier: int = 0, finished: list[Job] | None = None) -> None:
         kept = f" ({earlier} of them read back from earlier invocations)" if earlier else ""
         super().__init__(f"time budget spent with {done} of {total} jobs done{kept}; run the same command again to "
                          "continue (finished runs and scored tables are kept)")
-        self.done, self.total, self.earlier = done, total, earlier
+        self.done, self.total, self.earlier, self.finished = done, total, earlier, list(finished or [])
 
 
 def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
@@ -391,7 +391,7 @@ def run_jobs(jobs: list[Job], *, workers: int = 2, threads: int = 1, log=None,
                     if log:
                         log(done[i], len(done), len(jobs))
     if len(done) < len(jobs):
-        raise BudgetSpentError(len(done), len(jobs), earlier)
+        raise BudgetSpentError(len(done), len(jobs), earlier, [done[i] for i in sorted(done)])
     return [done[i] for i in range(len(jobs))]
 
 

@@ -235,7 +235,7 @@ def test_cached_tables_of_another_scoring_are_not_reused(tmp_path):
 
 
 @pytest.mark.slow
-def test_the_study_writes_its_report(tmp_path):
+def test_the_study_writes_its_report(tmp_path, capsys):
     import json
 
     from bench.alignment import main
@@ -247,6 +247,8 @@ def test_the_study_writes_its_report(tmp_path):
     with pytest.raises(SystemExit) as stop:  # a budget spent before the first job: nothing runs, status 3
         main(small + ["--budget-minutes", "1e-9"])
     assert stop.value.code == 3 and not (tmp_path / "runs" / "tune").exists()
+    main(small + ["--status"])
+    assert "tuning: 0 of 7 jobs kept, 7 to run" in capsys.readouterr().out  # base + 3 methods x 2 betas
     results = main(small)
     text = results.read_text()
     invocations = json.loads((tmp_path / "out" / "invocations.json").read_text())
@@ -273,6 +275,10 @@ def test_the_study_writes_its_report(tmp_path):
     assert not (tmp_path / "clone-runs").exists()  # nothing trained, sampled or scored
     invocations = json.loads((tmp_path / "out" / "invocations.json").read_text())
     assert invocations[-1]["trained"] == []
+    capsys.readouterr()
+    main(clone + ["--status"])
+    said = capsys.readouterr().out
+    assert "tuning: complete; chosen: dpo beta" in said and "main stage: complete" in said
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "summary.csv"), summary)
     pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "out" / "credit_weights.csv"), credit)
     # the report can be rewritten from the saved outputs alone
